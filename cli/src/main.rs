@@ -1,0 +1,3 @@
+//! The `aperture` command line.
+
+fn main() {}

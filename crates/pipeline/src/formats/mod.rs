@@ -1,0 +1,1 @@
+//! File formats aperture reads and writes.

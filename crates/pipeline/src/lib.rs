@@ -1,0 +1,4 @@
+//! aperture-pipeline: storage formats (FITS, PNG quick-looks, numpy visibility bundles)
+//! and, as the project grows, the job spec, planner and executors.
+
+pub mod formats;
