@@ -15,3 +15,6 @@ pub use error::ImagingError;
 
 /// Speed of light in vacuum, m/s.
 pub const SPEED_OF_LIGHT: f64 = 299_792_458.0;
+pub mod gridder;
+pub mod sim;
+pub mod weighting;

@@ -1,1 +1,5 @@
 //! File formats aperture reads and writes.
+
+pub mod bundle;
+pub mod fits;
+pub mod png;

@@ -1,0 +1,1 @@
+//! Imaging weights: natural, uniform, Briggs robust, Gaussian taper.

@@ -1,0 +1,1 @@
+//! Numpy visibility bundles (DESIGN.md format): read, validate, write.

@@ -1,0 +1,1 @@
+//! FITS images with a full celestial WCS: writer and reader.

@@ -1,0 +1,1 @@
+//! PNG quick-look rendering of images.
