@@ -147,8 +147,8 @@ mod tests {
 
     #[test]
     fn pixel_lm_round_trip_and_orientation() {
-        let g = ImageGeometry::square(64, 1e-3, RaDec::from_degrees(10.0, -30.0), 1e8, 1e6)
-            .unwrap();
+        let g =
+            ImageGeometry::square(64, 1e-3, RaDec::from_degrees(10.0, -30.0), 1e8, 1e6).unwrap();
         assert_eq!(g.pixel_to_lm(32.0, 32.0), (0.0, 0.0));
         // x grows to the west (RA decreases), y to the north.
         let (l, m) = g.pixel_to_lm(33.0, 33.0);

@@ -1,5 +1,7 @@
 //! File formats aperture reads and writes.
 
+mod atomic;
 pub mod bundle;
 pub mod fits;
+mod npy;
 pub mod png;

@@ -1,0 +1,315 @@
+//! The w-stacking driver: plane by plane, grid → pruned FFT → w-screen accumulate
+//! (invert), or image → w-screen → pruned FFT → degrid (predict). The two are exact
+//! adjoints of each other up to floating-point rounding.
+
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayView2};
+use num_complex::{Complex, Complex64};
+use rayon::prelude::*;
+use rustfft::num_traits::Zero;
+
+use super::index::{TILE, VisIndex};
+use super::kernel::PiecewiseKernel;
+use super::layout::Layout;
+use super::params::{DataExtent, Request, choose_layout};
+use super::pass::{PassCtx, SharedMut, degrid_band, grid_band};
+use super::planes::PlaneFft;
+use super::real::Real;
+use super::screen::{Screens, correction_yx};
+use super::{GridReport, StageTimes};
+use crate::coords::UvwMetres;
+use crate::image::ImageGeometry;
+use crate::{ImagingError, SPEED_OF_LIGHT};
+
+/// Extent of the samples selected by `keep`.
+pub fn data_extent(
+    uvw_r: &[UvwMetres],
+    freq_c: &[f64],
+    cell: f64,
+    keep: impl Fn(usize, usize) -> bool + Sync,
+) -> DataExtent {
+    let (fmin, fmax) = freq_c
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(a, b), &f| (a.min(f), b.max(f)));
+    let per_row: Vec<(usize, f64, f64, f64)> = uvw_r
+        .par_iter()
+        .enumerate()
+        .map(|(r, p)| {
+            let n = (0..freq_c.len()).filter(|&c| keep(r, c)).count();
+            if n == 0 {
+                return (0, f64::INFINITY, f64::NEG_INFINITY, 0.0);
+            }
+            let (a, b) = (p.w * fmin / SPEED_OF_LIGHT, p.w * fmax / SPEED_OF_LIGHT);
+            let uv = p.u.abs().max(p.v.abs()) * fmax / SPEED_OF_LIGHT * cell;
+            (n, a.min(b), a.max(b), uv)
+        })
+        .collect();
+    let mut e = DataExtent {
+        nvis: 0,
+        w_min: f64::INFINITY,
+        w_max: f64::NEG_INFINITY,
+        uv_extent: 0.0,
+    };
+    for (n, a, b, uv) in per_row {
+        e.nvis += n;
+        e.w_min = e.w_min.min(a);
+        e.w_max = e.w_max.max(b);
+        e.uv_extent = e.uv_extent.max(uv);
+    }
+    if e.nvis == 0 {
+        e.w_min = 0.0;
+        e.w_max = 0.0;
+    }
+    e
+}
+
+/// Everything prepared once per call.
+struct Prepared<T: Real> {
+    layout: Layout,
+    index: VisIndex,
+    uv_coef: Vec<T>,
+    uv_degree: usize,
+    w_kernel: PiecewiseKernel,
+    fft: PlaneFft<T>,
+}
+
+fn prepare<T: Real>(
+    uvw_r: &[UvwMetres],
+    freq_c: &[f64],
+    geom: &ImageGeometry,
+    req: &Request,
+    keep: impl Fn(usize, usize) -> bool + Sync + Copy,
+) -> Result<Prepared<T>, ImagingError> {
+    let extent = data_extent(uvw_r, freq_c, geom.cell, keep);
+    let layout = choose_layout(geom, &extent, req)?;
+    let tol = (req.epsilon * 1e-2).max(1e-15);
+    let uvk = PiecewiseKernel::fit(&layout.kernel, 0.0, tol);
+    let alpha = std::f64::consts::TAU * layout.dw * layout.c_mid;
+    let w_kernel = PiecewiseKernel::fit(&layout.kernel, alpha, tol);
+    let index = VisIndex::build(uvw_r, freq_c, &layout, keep)?;
+    Ok(Prepared {
+        uv_coef: uvk.coef_re.iter().map(|&c| T::from_f(c)).collect(),
+        uv_degree: uvk.degree,
+        w_kernel,
+        fft: PlaneFft::new(&layout),
+        index,
+        layout,
+    })
+}
+
+impl<T: Real> Prepared<T> {
+    fn ctx<'a>(&'a self, uvw_r: &'a [UvwMetres], freq_c: &'a [f64]) -> PassCtx<'a, T> {
+        PassCtx {
+            layout: &self.layout,
+            index: &self.index,
+            uv_coef: &self.uv_coef,
+            uv_degree: self.uv_degree,
+            w_kernel: &self.w_kernel,
+            uvw_r,
+            freq_c,
+        }
+    }
+
+    /// Tile rows (bands) with samples on `plane`, as (first, last) or None.
+    fn active_bands(&self, plane: usize) -> Option<(usize, usize)> {
+        let ix = &self.index;
+        let w = self.layout.w_support();
+        let active: Vec<usize> = (0..ix.ntiles_u)
+            .into_par_iter()
+            .filter(|&tu| {
+                (0..ix.ntiles_v).any(|tv| ix.tile_active(tu * ix.ntiles_v + tv, plane, w))
+            })
+            .collect();
+        Some((*active.first()?, *active.last()?))
+    }
+
+    fn report(&self, nvis: usize, times: StageTimes) -> GridReport {
+        GridReport {
+            nu: self.layout.nu,
+            nv: self.layout.nv,
+            support: self.layout.kernel.support,
+            beta: self.layout.kernel.beta,
+            sigma: self.layout.sigma,
+            nplanes: self.layout.nplanes,
+            kernel_degree: self.uv_degree,
+            nvis,
+            times,
+        }
+    }
+}
+
+/// Grid rows touched by bands first..=last.
+fn band_rows(layout: &Layout, first: usize, last: usize) -> std::ops::Range<usize> {
+    first * TILE..(last * TILE + TILE + layout.kernel.support).min(layout.nu)
+}
+
+/// Unnormalised adjoint of [`predict_raw`]: D(x, y) = Re Σ_k wgt_k V_k e^{2πi(ul+vm+w(n−1))}/n.
+pub fn invert_raw<T: Real>(
+    uvw_r: &[UvwMetres],
+    freq_c: &[f64],
+    vis_rc: ArrayView2<'_, Complex64>,
+    wgt_rc: ArrayView2<'_, f64>,
+    geom: &ImageGeometry,
+    req: &Request,
+) -> Result<(Array2<f64>, GridReport), ImagingError> {
+    let t_start = Instant::now();
+    let vis = vis_rc.as_standard_layout();
+    let wgt = wgt_rc.as_standard_layout();
+    let vis = vis.as_slice().expect("standard layout");
+    let wgt = wgt.as_slice().expect("standard layout");
+    let nchan = freq_c.len();
+    let keep = |r: usize, c: usize| wgt[r * nchan + c] != 0.0;
+    let prep = {
+        let _s = tracing::info_span!("prepare").entered();
+        prepare::<T>(uvw_r, freq_c, geom, req, keep)?
+    };
+    let mut times = StageTimes {
+        prepare: t_start.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    let lay = &prep.layout;
+    let _span = tracing::info_span!(
+        "invert",
+        nu = lay.nu,
+        nv = lay.nv,
+        support = lay.kernel.support,
+        nplanes = lay.nplanes,
+        nvis = prep.index.entries.len()
+    )
+    .entered();
+    let ctx = prep.ctx(uvw_r, freq_c);
+    let nv = lay.nv;
+    let mut grid = vec![Complex::<T>::zero(); lay.nu * nv];
+    let mut acc = vec![0.0f64; geom.npix_x * geom.npix_y];
+    let mut screens = lay.wstacking.then(|| Screens::new(lay));
+    let mut dirty_rows: Option<std::ops::Range<usize>> = None;
+    for plane in 0..lay.nplanes {
+        let Some((b0, b1)) = prep.active_bands(plane) else {
+            continue;
+        };
+        let _p = tracing::debug_span!("plane", plane).entered();
+        if let Some(r) = dirty_rows.take() {
+            grid[r.start * nv..r.end * nv]
+                .par_iter_mut()
+                .for_each(|c| *c = Complex::zero());
+        }
+        let t = Instant::now();
+        {
+            let _g = tracing::trace_span!("grid").entered();
+            for parity in 0..2 {
+                let off = parity * TILE * nv;
+                grid[off..]
+                    .par_chunks_mut(2 * TILE * nv)
+                    .enumerate()
+                    .for_each(|(c, chunk)| {
+                        let tu = 2 * c + parity;
+                        if tu >= b0 && tu <= b1 {
+                            grid_band(&ctx, plane, tu, vis, wgt, chunk, tu * TILE);
+                        }
+                    });
+            }
+        }
+        times.grid += t.elapsed().as_secs_f64();
+        let rows = band_rows(lay, b0, b1);
+        let t = Instant::now();
+        prep.fft.rows_v(lay, &mut grid, rows.clone(), true);
+        if let Some(s) = screens.as_mut() {
+            s.advance_to(lay, plane);
+        }
+        prep.fft
+            .columns_to_image(lay, &grid, rows.clone(), screens.as_ref(), &mut acc);
+        times.fft += t.elapsed().as_secs_f64();
+        dirty_rows = Some(rows);
+    }
+    drop(grid);
+    let t = Instant::now();
+    let corr = correction_yx(lay);
+    acc.par_iter_mut()
+        .zip(corr.par_iter())
+        .for_each(|(a, c)| *a *= c);
+    times.correct = t.elapsed().as_secs_f64();
+    times.total = t_start.elapsed().as_secs_f64();
+    let img = Array2::from_shape_vec((geom.npix_y, geom.npix_x), acc).expect("image shape");
+    Ok((img, prep.report(ctx.index.entries.len(), times)))
+}
+
+/// Predict: V_k = Σ_{x,y} I(x,y)/n · e^{−2πi(ul+vm+w(n−1))} for every row and channel.
+pub fn predict_raw<T: Real>(
+    uvw_r: &[UvwMetres],
+    freq_c: &[f64],
+    img_yx: ArrayView2<'_, f64>,
+    geom: &ImageGeometry,
+    req: &Request,
+) -> Result<(Array2<Complex64>, GridReport), ImagingError> {
+    let t_start = Instant::now();
+    if img_yx.dim() != (geom.npix_y, geom.npix_x) {
+        return Err(ImagingError::ShapeMismatch {
+            name: "model image".into(),
+            expected: format!("[{}, {}]", geom.npix_y, geom.npix_x),
+            got: format!("[{}, {}]", img_yx.dim().0, img_yx.dim().1),
+        });
+    }
+    let prep = {
+        let _s = tracing::info_span!("prepare").entered();
+        prepare::<T>(uvw_r, freq_c, geom, req, |_, _| true)?
+    };
+    let mut times = StageTimes {
+        prepare: t_start.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    let lay = &prep.layout;
+    let _span = tracing::info_span!(
+        "predict",
+        nu = lay.nu,
+        nv = lay.nv,
+        support = lay.kernel.support,
+        nplanes = lay.nplanes,
+        nvis = prep.index.entries.len()
+    )
+    .entered();
+    let ctx = prep.ctx(uvw_r, freq_c);
+    let t = Instant::now();
+    let corr = correction_yx(lay);
+    let img: Vec<f64> = img_yx
+        .as_standard_layout()
+        .as_slice()
+        .expect("standard layout")
+        .par_iter()
+        .zip(corr.par_iter())
+        .map(|(a, c)| a * c)
+        .collect();
+    drop(corr);
+    times.correct = t.elapsed().as_secs_f64();
+    let nv = lay.nv;
+    let mut grid = vec![Complex::<T>::zero(); lay.nu * nv];
+    let mut out = Array2::<Complex64>::zeros((uvw_r.len(), freq_c.len()));
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    let mut screens = lay.wstacking.then(|| Screens::new(lay));
+    for plane in 0..lay.nplanes {
+        let Some((b0, b1)) = prep.active_bands(plane) else {
+            continue;
+        };
+        let _p = tracing::debug_span!("plane", plane).entered();
+        let rows = band_rows(lay, b0, b1);
+        let t = Instant::now();
+        if let Some(s) = screens.as_mut() {
+            s.advance_to(lay, plane);
+        }
+        prep.fft
+            .image_to_columns(lay, &img, screens.as_ref(), &mut grid, rows.clone());
+        prep.fft
+            .clear_and_rows_v_forward(lay, &mut grid, rows.clone());
+        times.fft += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        {
+            let _g = tracing::trace_span!("degrid").entered();
+            (b0..=b1).into_par_iter().for_each(|tu| {
+                degrid_band(&ctx, plane, tu, &grid, out_ptr);
+            });
+        }
+        times.grid += t.elapsed().as_secs_f64();
+    }
+    times.total = t_start.elapsed().as_secs_f64();
+    Ok((out, prep.report(ctx.index.entries.len(), times)))
+}

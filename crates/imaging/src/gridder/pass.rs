@@ -1,0 +1,324 @@
+//! The inner gridding and degridding loops over one band of uv tiles for one w-plane.
+//!
+//! Gridding (the adjoint of degridding) accumulates, for every sample k and plane j,
+//! G_j[iu, iv] += ψ_u(g_u − iu) ψ_v(g_v − iv) K_w(g_w − j) · wt_k V_k
+//! into a small tile buffer that is flushed to the grid once per tile, as in ducc0's
+//! wgridder (Arras et al. 2021, §3.2). Kernel values come from the piecewise
+//! polynomials of [`super::kernel::PiecewiseKernel`].
+
+use num_complex::{Complex, Complex64};
+use rustfft::num_traits::Zero;
+
+use super::index::{TILE, VisIndex};
+use super::kernel::PiecewiseKernel;
+use super::layout::Layout;
+use super::real::Real;
+use crate::coords::UvwMetres;
+
+/// Inputs shared by every band of one plane pass.
+#[derive(Debug)]
+pub struct PassCtx<'a, T: Real> {
+    pub layout: &'a Layout,
+    pub index: &'a VisIndex,
+    /// Real u/v kernel coefficients, `[(degree + 1) × W]`.
+    pub uv_coef: &'a [T],
+    pub uv_degree: usize,
+    /// Complex w kernel K_w(t) = ψ(t)·e^{2πi t dw c_mid}.
+    pub w_kernel: &'a PiecewiseKernel,
+    pub uvw_r: &'a [UvwMetres],
+    pub freq_c: &'a [f64],
+}
+
+/// A raw pointer for disjoint writes from parallel tasks.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedMut<T>(pub *mut T);
+
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    #[inline(always)]
+    pub fn ptr(self) -> *mut T {
+        self.0
+    }
+}
+// SAFETY: users guarantee that concurrent tasks write disjoint elements.
+unsafe impl<T: Send> Send for SharedMut<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+#[inline(always)]
+fn horner<T: Real, const W: usize>(coef: &[T], degree: usize, z: T) -> [T; W] {
+    let mut acc = [T::zero(); W];
+    acc.copy_from_slice(&coef[degree * W..degree * W + W]);
+    for d in (0..degree).rev() {
+        let c: &[T; W] = coef[d * W..d * W + W].try_into().expect("W coefficients");
+        for i in 0..W {
+            acc[i] = acc[i] * z + c[i];
+        }
+    }
+    acc
+}
+
+/// w-kernel value of plane `plane` for a sample whose first plane is `iw0`.
+#[inline(always)]
+fn w_weight(
+    ctx_w: &PiecewiseKernel,
+    wstacking: bool,
+    plane: usize,
+    iw0: i64,
+    zw: f64,
+) -> Complex64 {
+    if !wstacking {
+        return Complex64::new(1.0, 0.0);
+    }
+    let i = plane - iw0 as usize;
+    ctx_w.eval_piece(i, 0.5 * (zw + 1.0))
+}
+
+const BUF: usize = TILE + super::params::MAX_SUPPORT;
+
+/// Grids the samples of band `tu` (tile row) for `plane` into `chunk`, which holds grid
+/// rows starting at `row0`. `vis` and `wgt` are the flattened [row, chan] arrays.
+#[inline(always)]
+fn grid_band_impl<T: Real, const W: usize>(
+    ctx: &PassCtx<'_, T>,
+    plane: usize,
+    tu: usize,
+    vis: &[Complex64],
+    wgt: &[f64],
+    chunk: &mut [Complex<T>],
+    row0: usize,
+) {
+    let lay = ctx.layout;
+    let nv = lay.nv;
+    let nchan = ctx.freq_c.len();
+    let lo = (plane + 1).saturating_sub(lay.w_support());
+    let mut buf = [Complex::<T>::zero(); BUF * BUF];
+    for tv in 0..ctx.index.ntiles_v {
+        let tile = tu * ctx.index.ntiles_v + tv;
+        let mut any = false;
+        for range in ctx.index.tile_ranges(tile, lo, plane) {
+            any = true;
+            for e in &ctx.index.entries[range] {
+                let (r, c) = (e.row as usize, e.chan as usize);
+                let p = lay.position(ctx.uvw_r[r], ctx.freq_c[c]);
+                let kw = w_weight(ctx.w_kernel, lay.wstacking, plane, p.iw0, p.zw);
+                let v = vis[r * nchan + c] * (wgt[r * nchan + c]) * kw;
+                let val = Complex::new(T::from_f(v.re), T::from_f(v.im));
+                let ku = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zu));
+                let kv = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zv));
+                let bu = p.iu0 as usize - tu * TILE;
+                let bv = p.iv0 as usize - tv * TILE;
+                for a in 0..W {
+                    let rv = val * ku[a];
+                    let s = (bu + a) * BUF + bv;
+                    let row: &mut [Complex<T>; W] =
+                        (&mut buf[s..s + W]).try_into().expect("W cells");
+                    for b in 0..W {
+                        row[b].re += rv.re * kv[b];
+                        row[b].im += rv.im * kv[b];
+                    }
+                }
+            }
+        }
+        if !any {
+            continue;
+        }
+        // Flush the tile buffer into the grid and clear it.
+        let rows = BUF.min(lay.nu - tu * TILE);
+        let cols = BUF.min(nv - tv * TILE);
+        for a in 0..rows {
+            let g = (tu * TILE + a - row0) * nv + tv * TILE;
+            let dst = &mut chunk[g..g + cols];
+            let src = &mut buf[a * BUF..a * BUF + cols];
+            for (d, s) in dst.iter_mut().zip(src.iter_mut()) {
+                *d = *d + *s;
+                *s = Complex::zero();
+            }
+        }
+    }
+}
+
+/// Degrids band `tu` of `plane` from the full grid, adding each sample's contribution
+/// into `out` (flattened [row, chan]); the adjoint of [`grid_band_impl`].
+#[inline(always)]
+fn degrid_band_impl<T: Real, const W: usize>(
+    ctx: &PassCtx<'_, T>,
+    plane: usize,
+    tu: usize,
+    grid: &[Complex<T>],
+    out: SharedMut<Complex64>,
+) {
+    let lay = ctx.layout;
+    let nv = lay.nv;
+    let nchan = ctx.freq_c.len();
+    let lo = (plane + 1).saturating_sub(lay.w_support());
+    for tv in 0..ctx.index.ntiles_v {
+        let tile = tu * ctx.index.ntiles_v + tv;
+        for range in ctx.index.tile_ranges(tile, lo, plane) {
+            for e in &ctx.index.entries[range] {
+                let (r, c) = (e.row as usize, e.chan as usize);
+                let p = lay.position(ctx.uvw_r[r], ctx.freq_c[c]);
+                let ku = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zu));
+                let kv = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zv));
+                let mut acc_re = [T::zero(); W];
+                let mut acc_im = [T::zero(); W];
+                for a in 0..W {
+                    let s = (p.iu0 as usize + a) * nv + p.iv0 as usize;
+                    let row: &[Complex<T>; W] = (&grid[s..s + W]).try_into().expect("W cells");
+                    let k = ku[a];
+                    for b in 0..W {
+                        acc_re[b] += row[b].re * k;
+                        acc_im[b] += row[b].im * k;
+                    }
+                }
+                let (mut sr, mut si) = (T::zero(), T::zero());
+                for b in 0..W {
+                    sr += acc_re[b] * kv[b];
+                    si += acc_im[b] * kv[b];
+                }
+                let kw = w_weight(ctx.w_kernel, lay.wstacking, plane, p.iw0, p.zw);
+                let val = Complex64::new(sr.to_f(), si.to_f()) * kw.conj();
+                // SAFETY: every (row, chan) occurs in exactly one index entry and each
+                // entry belongs to one band, so no two tasks write the same element.
+                unsafe {
+                    *out.ptr().add(r * nchan + c) += val;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn grid_band_avx2<T: Real, const W: usize>(
+    ctx: &PassCtx<'_, T>,
+    plane: usize,
+    tu: usize,
+    vis: &[Complex64],
+    wgt: &[f64],
+    chunk: &mut [Complex<T>],
+    row0: usize,
+) {
+    grid_band_impl::<T, W>(ctx, plane, tu, vis, wgt, chunk, row0)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn degrid_band_avx2<T: Real, const W: usize>(
+    ctx: &PassCtx<'_, T>,
+    plane: usize,
+    tu: usize,
+    grid: &[Complex<T>],
+    out: SharedMut<Complex64>,
+) {
+    degrid_band_impl::<T, W>(ctx, plane, tu, grid, out)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn grid_band_w<T: Real, const W: usize>(
+    ctx: &PassCtx<'_, T>,
+    plane: usize,
+    tu: usize,
+    vis: &[Complex64],
+    wgt: &[f64],
+    chunk: &mut [Complex<T>],
+    row0: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked above).
+        unsafe { grid_band_avx2::<T, W>(ctx, plane, tu, vis, wgt, chunk, row0) };
+        return;
+    }
+    grid_band_impl::<T, W>(ctx, plane, tu, vis, wgt, chunk, row0)
+}
+
+fn degrid_band_w<T: Real, const W: usize>(
+    ctx: &PassCtx<'_, T>,
+    plane: usize,
+    tu: usize,
+    grid: &[Complex<T>],
+    out: SharedMut<Complex64>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked above).
+        unsafe { degrid_band_avx2::<T, W>(ctx, plane, tu, grid, out) };
+        return;
+    }
+    degrid_band_impl::<T, W>(ctx, plane, tu, grid, out)
+}
+
+macro_rules! by_support {
+    ($w:expr, $f:ident, $t:ty, $($arg:expr),*) => {
+        match $w {
+            4 => $f::<$t, 4>($($arg),*),
+            5 => $f::<$t, 5>($($arg),*),
+            6 => $f::<$t, 6>($($arg),*),
+            7 => $f::<$t, 7>($($arg),*),
+            8 => $f::<$t, 8>($($arg),*),
+            9 => $f::<$t, 9>($($arg),*),
+            10 => $f::<$t, 10>($($arg),*),
+            11 => $f::<$t, 11>($($arg),*),
+            12 => $f::<$t, 12>($($arg),*),
+            13 => $f::<$t, 13>($($arg),*),
+            14 => $f::<$t, 14>($($arg),*),
+            15 => $f::<$t, 15>($($arg),*),
+            _ => $f::<$t, 16>($($arg),*),
+        }
+    };
+}
+
+/// Grids band `tu` of `plane` (see [`grid_band_impl`]).
+pub fn grid_band<T: Real>(
+    ctx: &PassCtx<'_, T>,
+    plane: usize,
+    tu: usize,
+    vis: &[Complex64],
+    wgt: &[f64],
+    chunk: &mut [Complex<T>],
+    row0: usize,
+) {
+    by_support!(
+        ctx.layout.kernel.support,
+        grid_band_w,
+        T,
+        ctx,
+        plane,
+        tu,
+        vis,
+        wgt,
+        chunk,
+        row0
+    )
+}
+
+/// Degrids band `tu` of `plane` (see [`degrid_band_impl`]).
+pub fn degrid_band<T: Real>(
+    ctx: &PassCtx<'_, T>,
+    plane: usize,
+    tu: usize,
+    grid: &[Complex<T>],
+    out: SharedMut<Complex64>,
+) {
+    by_support!(
+        ctx.layout.kernel.support,
+        degrid_band_w,
+        T,
+        ctx,
+        plane,
+        tu,
+        grid,
+        out
+    )
+}

@@ -1,0 +1,204 @@
+//! Pruned 2-D transforms between one w-plane's uv grid and the image (the FFT part of
+//! w-stacking). Only grid rows that hold data are transformed along v, and only the
+//! columns the image keeps are transformed along u, in cache-sized blocks of columns
+//! gathered into contiguous rows.
+
+use std::sync::Arc;
+
+use num_complex::Complex;
+use rayon::prelude::*;
+use rustfft::num_traits::Zero;
+use rustfft::{Fft, FftDirection, FftPlanner};
+
+use super::layout::Layout;
+use super::pass::SharedMut;
+use super::real::Real;
+use super::screen::Screens;
+
+/// Image columns (y values) transformed together in the u pass.
+const BLOCK: usize = 16;
+
+/// FFT plans for one layout.
+pub struct PlaneFft<T: Real> {
+    inv_u: Arc<dyn Fft<T>>,
+    fwd_u: Arc<dyn Fft<T>>,
+    inv_v: Arc<dyn Fft<T>>,
+    fwd_v: Arc<dyn Fft<T>>,
+}
+
+impl<T: Real> std::fmt::Debug for PlaneFft<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlaneFft").finish_non_exhaustive()
+    }
+}
+
+/// Grid column (along v) of image row y.
+#[inline(always)]
+fn col_of(y: usize, npix_y: usize, nv: usize) -> usize {
+    (y + nv - npix_y / 2) % nv
+}
+
+/// Grid row (along u) of image column x.
+#[inline(always)]
+fn row_of(x: usize, npix_x: usize, nu: usize) -> usize {
+    (x + nu - npix_x / 2) % nu
+}
+
+impl<T: Real> PlaneFft<T> {
+    pub fn new(layout: &Layout) -> Self {
+        let mut p = FftPlanner::<T>::new();
+        Self {
+            inv_u: p.plan_fft(layout.nu, FftDirection::Inverse),
+            fwd_u: p.plan_fft(layout.nu, FftDirection::Forward),
+            inv_v: p.plan_fft(layout.nv, FftDirection::Inverse),
+            fwd_v: p.plan_fft(layout.nv, FftDirection::Forward),
+        }
+    }
+
+    /// Transforms grid rows `rows` along v, in parallel.
+    pub fn rows_v(
+        &self,
+        layout: &Layout,
+        grid: &mut [Complex<T>],
+        rows: std::ops::Range<usize>,
+        inverse: bool,
+    ) {
+        let _span = tracing::trace_span!("fft_v", rows = rows.len()).entered();
+        let nv = layout.nv;
+        let fft = if inverse { &self.inv_v } else { &self.fwd_v };
+        let per_task = 8;
+        grid[rows.start * nv..rows.end * nv]
+            .par_chunks_mut(nv * per_task)
+            .for_each_init(
+                || vec![Complex::zero(); fft.get_inplace_scratch_len()],
+                |scratch, chunk| fft.process_with_scratch(chunk, scratch),
+            );
+    }
+
+    /// Invert: transforms the kept columns along u (rows `rows` hold data, the rest are
+    /// zero) and adds Re(screen · F) into `acc_yx`.
+    pub fn columns_to_image(
+        &self,
+        layout: &Layout,
+        grid: &[Complex<T>],
+        rows: std::ops::Range<usize>,
+        screens: Option<&Screens>,
+        acc_yx: &mut [f64],
+    ) {
+        let _span = tracing::trace_span!("fft_u_screen").entered();
+        let (nu, nv, nx, ny) = (layout.nu, layout.nv, layout.npix_x, layout.npix_y);
+        let fft = &self.inv_u;
+        acc_yx.par_chunks_mut(nx * BLOCK).enumerate().for_each_init(
+            || {
+                (
+                    vec![Complex::<T>::zero(); nu * BLOCK],
+                    vec![Complex::<T>::zero(); fft.get_inplace_scratch_len()],
+                )
+            },
+            |(buf, scratch), (blk, acc)| {
+                let y0 = blk * BLOCK;
+                let nb = acc.len() / nx;
+                buf.iter_mut().for_each(|c| *c = Complex::zero());
+                for iu in rows.clone() {
+                    let g = &grid[iu * nv..(iu + 1) * nv];
+                    for b in 0..nb {
+                        buf[b * nu + iu] = g[col_of(y0 + b, ny, nv)];
+                    }
+                }
+                fft.process_with_scratch(&mut buf[..nb * nu], scratch);
+                for b in 0..nb {
+                    let y = y0 + b;
+                    let qy = y.abs_diff(ny / 2);
+                    let src = &buf[b * nu..(b + 1) * nu];
+                    let dst = &mut acc[b * nx..(b + 1) * nx];
+                    match screens {
+                        Some(s) => {
+                            for (x, d) in dst.iter_mut().enumerate() {
+                                let f = src[row_of(x, nx, nu)];
+                                let sc = s.at(x.abs_diff(nx / 2), qy);
+                                *d += f.re.to_f() * sc.re - f.im.to_f() * sc.im;
+                            }
+                        }
+                        None => {
+                            for (x, d) in dst.iter_mut().enumerate() {
+                                *d += src[row_of(x, nx, nu)].re.to_f();
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    }
+
+    /// Predict: places conj(screen)·image into the kept columns, transforms them along u
+    /// and writes rows `rows` of those columns into `grid` (the adjoint of
+    /// [`PlaneFft::columns_to_image`]).
+    pub fn image_to_columns(
+        &self,
+        layout: &Layout,
+        img_yx: &[f64],
+        screens: Option<&Screens>,
+        grid: &mut [Complex<T>],
+        rows: std::ops::Range<usize>,
+    ) {
+        let _span = tracing::trace_span!("screen_fft_u").entered();
+        let (nu, nv, nx, ny) = (layout.nu, layout.nv, layout.npix_x, layout.npix_y);
+        let fft = &self.fwd_u;
+        let out = SharedMut(grid.as_mut_ptr());
+        img_yx.par_chunks(nx * BLOCK).enumerate().for_each_init(
+            || {
+                (
+                    vec![Complex::<T>::zero(); nu * BLOCK],
+                    vec![Complex::<T>::zero(); fft.get_inplace_scratch_len()],
+                )
+            },
+            |(buf, scratch), (blk, img)| {
+                let y0 = blk * BLOCK;
+                let nb = img.len() / nx;
+                buf.iter_mut().for_each(|c| *c = Complex::zero());
+                for b in 0..nb {
+                    let qy = (y0 + b).abs_diff(ny / 2);
+                    let src = &img[b * nx..(b + 1) * nx];
+                    let dst = &mut buf[b * nu..(b + 1) * nu];
+                    for (x, &v) in src.iter().enumerate() {
+                        let c = match screens {
+                            Some(s) => s.at(x.abs_diff(nx / 2), qy).conj() * v,
+                            None => num_complex::Complex64::new(v, 0.0),
+                        };
+                        dst[row_of(x, nx, nu)] = Complex::new(T::from_f(c.re), T::from_f(c.im));
+                    }
+                }
+                fft.process_with_scratch(&mut buf[..nb * nu], scratch);
+                for iu in rows.clone() {
+                    for b in 0..nb {
+                        // SAFETY: each block owns distinct grid columns (distinct y map
+                        // to distinct v columns since npix_y ≤ nv), so tasks never write
+                        // the same element; `grid` outlives the parallel loop.
+                        unsafe {
+                            *out.ptr().add(iu * nv + col_of(y0 + b, ny, nv)) = buf[b * nu + iu];
+                        }
+                    }
+                }
+            },
+        );
+    }
+
+    /// Predict: zeroes the columns the image does not keep in rows `rows`, then
+    /// transforms those rows along v (forward).
+    pub fn clear_and_rows_v_forward(
+        &self,
+        layout: &Layout,
+        grid: &mut [Complex<T>],
+        rows: std::ops::Range<usize>,
+    ) {
+        let (nv, ny) = (layout.nv, layout.npix_y);
+        grid[rows.start * nv..rows.end * nv]
+            .par_chunks_mut(nv)
+            .for_each(|row| {
+                row[ny / 2..nv - ny / 2]
+                    .iter_mut()
+                    .for_each(|c| *c = Complex::zero())
+            });
+        self.rows_v(layout, grid, rows, false);
+    }
+}

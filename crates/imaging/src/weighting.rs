@@ -1,1 +1,0 @@
-//! Imaging weights: natural, uniform, Briggs robust, Gaussian taper.
