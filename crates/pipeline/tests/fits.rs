@@ -25,7 +25,7 @@ fn opts(bitpix: Bitpix) -> FitsWriteOptions {
         extra: vec![
             Card::new("EPSILON", 1e-5, "gridder accuracy"),
             Card::new("NVIS", 123_456_i64, ""),
-            Card::new("WEIGHTING", "robust 0.5", ""),
+            Card::new("WEIGHTNG", "robust 0.5", ""),
             Card::new("WSTACK", true, "w-stacking used"),
             Card::history(&"a long history line ".repeat(6)),
         ],
@@ -116,7 +116,7 @@ fn f64_round_trip_is_bit_exact() {
     assert_eq!(header.beam(), opts(Bitpix::F64).beam);
     assert_eq!(header.get("EPSILON"), Some(&CardValue::Float(1e-5)));
     assert_eq!(header.get_i64("NVIS"), Some(123_456));
-    assert_eq!(header.get_str("WEIGHTING"), Some("robust 0.5"));
+    assert_eq!(header.get_str("WEIGHTNG"), Some("robust 0.5"));
     assert_eq!(header.get_bool("WSTACK"), Some(true));
     assert_eq!(header.get_str("ORIGIN"), Some("aperture"));
     assert_eq!(

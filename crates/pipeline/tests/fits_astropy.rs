@@ -64,7 +64,7 @@ fn astropy_agrees_on_wcs_and_data() {
             extra: vec![
                 Card::new("EPSILON", 1e-5, "gridder accuracy"),
                 Card::new("NVIS", 987_654_321_i64, ""),
-                Card::new("WEIGHTING", "briggs 'robust' 0", ""),
+                Card::new("WEIGHTNG", "briggs 'robust' 0", ""),
                 Card::new("WSTACK", false, ""),
                 Card::history("written by the aperture test suite"),
             ],
@@ -83,7 +83,7 @@ fn astropy_agrees_on_wcs_and_data() {
             "shape": [1, 1, g.npix_y, g.npix_x],
             "data": img.data_yx.outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
             "cards": {"BUNIT": "JY/BEAM", "EPSILON": 1e-5, "NVIS": 987_654_321,
-                      "WEIGHTING": "briggs 'robust' 0", "WSTACK": false, "BMAJ": 0.02,
+                      "WEIGHTNG": "briggs 'robust' 0", "WSTACK": false, "BMAJ": 0.02,
                       "CRPIX1": 33.0, "CRPIX2": 25.0, "CDELT3": 2.5e7},
             "sky": sky.iter().map(|d| [d.ra.to_degrees(), d.dec.to_degrees()]).collect::<Vec<_>>(),
         });

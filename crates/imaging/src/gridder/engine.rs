@@ -40,7 +40,11 @@ pub fn data_extent(
             if n == 0 {
                 return (0, f64::INFINITY, f64::NEG_INFINITY, 0.0);
             }
-            let (a, b) = (p.w * fmin / SPEED_OF_LIGHT, p.w * fmax / SPEED_OF_LIGHT);
+            // Samples are mirrored to w ≥ 0 (see `Layout::position`).
+            let (a, b) = (
+                p.w.abs() * fmin / SPEED_OF_LIGHT,
+                p.w.abs() * fmax / SPEED_OF_LIGHT,
+            );
             let uv = p.u.abs().max(p.v.abs()) * fmax / SPEED_OF_LIGHT * cell;
             (n, a.min(b), a.max(b), uv)
         })
@@ -83,7 +87,7 @@ fn prepare<T: Real>(
 ) -> Result<Prepared<T>, ImagingError> {
     let extent = data_extent(uvw_r, freq_c, geom.cell, keep);
     let layout = choose_layout(geom, &extent, req)?;
-    let tol = (req.epsilon * 1e-2).max(1e-15);
+    let tol = (req.epsilon * 0.05).max(1e-15);
     let uvk = PiecewiseKernel::fit(&layout.kernel, 0.0, tol);
     let alpha = std::f64::consts::TAU * layout.dw * layout.c_mid;
     let w_kernel = PiecewiseKernel::fit(&layout.kernel, alpha, tol);

@@ -47,6 +47,8 @@ pub struct Position {
     pub zu: f64,
     pub zv: f64,
     pub zw: f64,
+    /// The sample was mirrored to w ≥ 0: (u, v, w, V) → (−u, −v, −w, V̄).
+    pub flip: bool,
 }
 
 impl Layout {
@@ -58,9 +60,14 @@ impl Layout {
     }
 
     /// Grid position of a sample with baseline `uvw` (metres) at frequency `freq_hz`.
+    ///
+    /// With w-stacking, samples with w < 0 are mirrored to (−u, −v, −w) and their
+    /// visibility conjugated: for a real sky V(−u,−v,−w) = V̄(u,v,w), so this is exact and
+    /// halves the range of w the planes must cover (as ducc0 does).
     #[inline(always)]
     pub fn position(&self, uvw: UvwMetres, freq_hz: f64) -> Position {
-        let s = freq_hz / SPEED_OF_LIGHT;
+        let flip = self.wstacking && uvw.w < 0.0;
+        let s = if flip { -freq_hz } else { freq_hz } / SPEED_OF_LIGHT;
         let gu = self.nu as f64 * 0.5 - uvw.u * s * self.cell * self.nu as f64;
         let gv = self.nv as f64 * 0.5 + uvw.v * s * self.cell * self.nv as f64;
         let (iu0, zu) = self.split(gu);
@@ -77,6 +84,7 @@ impl Layout {
             zu,
             zv,
             zw,
+            flip,
         }
     }
 

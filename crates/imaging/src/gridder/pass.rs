@@ -102,7 +102,8 @@ fn grid_band_impl<T: Real, const W: usize>(
                 let (r, c) = (e.row as usize, e.chan as usize);
                 let p = lay.position(ctx.uvw_r[r], ctx.freq_c[c]);
                 let kw = w_weight(ctx.w_kernel, lay.wstacking, plane, p.iw0, p.zw);
-                let v = vis[r * nchan + c] * (wgt[r * nchan + c]) * kw;
+                let v0 = vis[r * nchan + c];
+                let v = if p.flip { v0.conj() } else { v0 } * (wgt[r * nchan + c]) * kw;
                 let val = Complex::new(T::from_f(v.re), T::from_f(v.im));
                 let ku = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zu));
                 let kv = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zv));
@@ -178,6 +179,7 @@ fn degrid_band_impl<T: Real, const W: usize>(
                 }
                 let kw = w_weight(ctx.w_kernel, lay.wstacking, plane, p.iw0, p.zw);
                 let val = Complex64::new(sr.to_f(), si.to_f()) * kw.conj();
+                let val = if p.flip { val.conj() } else { val };
                 // SAFETY: every (row, chan) occurs in exactly one index entry and each
                 // entry belongs to one band, so no two tasks write the same element.
                 unsafe {

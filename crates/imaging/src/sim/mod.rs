@@ -13,6 +13,7 @@ pub mod layout_low;
 pub mod layout_mid;
 pub mod noise;
 pub mod rng;
+pub mod scenario;
 pub mod simulate;
 pub mod sky;
 pub mod uvw;

@@ -65,6 +65,9 @@ pub struct NpyFile {
     descr: String,
     dtype: Option<Dtype>,
     reader: BufReader<File>,
+    /// Bytes of header (magic, version, length, dict) before the data.
+    header_bytes: u64,
+    /// Bytes after the header.
     data_bytes: u64,
 }
 
@@ -104,6 +107,7 @@ impl NpyFile {
             descr,
             header,
             reader,
+            header_bytes: pos,
             data_bytes: len.saturating_sub(pos),
         })
     }
@@ -147,8 +151,8 @@ impl NpyFile {
         if self.data_bytes < need {
             return Err(FormatError::Truncated {
                 path: self.path.clone(),
-                expected: need,
-                got: self.data_bytes,
+                expected: self.header_bytes + need,
+                got: self.header_bytes + self.data_bytes,
             });
         }
         if self.data_bytes > need {
