@@ -10,7 +10,9 @@ use aperture_pipeline::formats::bundle::{
 };
 use serde_json::Value;
 
-/// Prints, for every .npy in the directory argv[1], its dtype, shape and flat values.
+/// Prints, for every .npy in the directory argv[1], its dtype, shape and flat values;
+/// floats as the bits of their float64 value (JSON decimals need not round-trip exactly),
+/// complex values as [re, im] bit pairs.
 const LOAD: &str = r#"
 import json, pathlib, sys
 import numpy as np
@@ -19,23 +21,25 @@ for p in sorted(pathlib.Path(sys.argv[1]).glob("*.npy")):
     a = np.load(p, allow_pickle=False)
     flat = a.ravel(order="C")
     if np.iscomplexobj(flat):
-        values = [[float(v.real), float(v.imag)] for v in flat]
+        bits = flat.astype(np.complex128).view(np.float64).view(np.uint64)
+        values = [[int(a), int(b)] for a, b in bits.reshape(-1, 2)]
     elif flat.dtype == np.bool_:
         values = [bool(v) for v in flat]
     elif np.issubdtype(flat.dtype, np.integer):
         values = [int(v) for v in flat]
     else:
-        values = [float(v) for v in flat]
+        values = [int(v) for v in flat.astype(np.float64).view(np.uint64)]
     out[p.stem] = {"dtype": a.dtype.str, "shape": list(a.shape), "values": values}
 out["meta"] = json.load(open(pathlib.Path(sys.argv[1]) / "meta.json"))
 print(json.dumps(out))
 "#;
 
+/// Floats sent as the bits of their float64 value.
 fn f64s(v: &Value) -> Vec<f64> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|x| x.as_f64().unwrap())
+        .map(|x| f64::from_bits(x.as_u64().unwrap()))
         .collect()
 }
 

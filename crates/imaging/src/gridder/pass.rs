@@ -76,6 +76,37 @@ fn w_weight(
 
 const BUF: usize = TILE + super::params::MAX_SUPPORT;
 
+/// How many entries ahead the input rows are prefetched: entries are in tile order, so
+/// their rows are scattered through memory and the loads would otherwise stall.
+const PREFETCH: usize = 12;
+
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint; it never faults, even for invalid addresses.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Prefetches the inputs of the entry `ahead` positions after `i` in `entries`.
+#[inline(always)]
+fn prefetch_entry<V>(
+    entries: &[super::index::Entry],
+    i: usize,
+    uvw_r: &[UvwMetres],
+    data: &[V],
+    nchan: usize,
+) {
+    if let Some(e) = entries.get(i + PREFETCH) {
+        let (r, c) = (e.row as usize, e.chan as usize);
+        prefetch(uvw_r.as_ptr().wrapping_add(r));
+        prefetch(data.as_ptr().wrapping_add(r * nchan + c));
+    }
+}
+
 /// Grids the samples of band `tu` (tile row) for `plane` into `chunk`, which holds grid
 /// rows starting at `row0`. `vis` and `wgt` are the flattened [row, chan] arrays.
 #[inline(always)]
@@ -98,7 +129,10 @@ fn grid_band_impl<T: Real, const W: usize>(
         let mut any = false;
         for range in ctx.index.tile_ranges(tile, lo, plane) {
             any = true;
-            for e in &ctx.index.entries[range] {
+            let entries = &ctx.index.entries[range];
+            for (i, e) in entries.iter().enumerate() {
+                prefetch_entry(entries, i, ctx.uvw_r, vis, nchan);
+                prefetch_entry(entries, i, ctx.uvw_r, wgt, nchan);
                 let (r, c) = (e.row as usize, e.chan as usize);
                 let p = lay.position(ctx.uvw_r[r], ctx.freq_c[c]);
                 let kw = w_weight(ctx.w_kernel, lay.wstacking, plane, p.iw0, p.zw);
@@ -156,7 +190,15 @@ fn degrid_band_impl<T: Real, const W: usize>(
     for tv in 0..ctx.index.ntiles_v {
         let tile = tu * ctx.index.ntiles_v + tv;
         for range in ctx.index.tile_ranges(tile, lo, plane) {
-            for e in &ctx.index.entries[range] {
+            let entries = &ctx.index.entries[range];
+            for (i, e) in entries.iter().enumerate() {
+                if let Some(n) = entries.get(i + PREFETCH) {
+                    prefetch(ctx.uvw_r.as_ptr().wrapping_add(n.row as usize));
+                    prefetch(
+                        out.ptr()
+                            .wrapping_add(n.row as usize * nchan + n.chan as usize),
+                    );
+                }
                 let (r, c) = (e.row as usize, e.chan as usize);
                 let p = lay.position(ctx.uvw_r[r], ctx.freq_c[c]);
                 let ku = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zu));

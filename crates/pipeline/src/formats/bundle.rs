@@ -4,13 +4,13 @@
 //!
 //! | file          | shape          | dtype                      | if absent |
 //! |---------------|----------------|----------------------------|-----------|
-//! | `uvw.npy`     | [nrow, 3]      | float64, metres            | required  |
-//! | `freq.npy`    | [nchan]        | float64, Hz                | required  |
-//! | `vis.npy`     | [nrow, nchan]  | complex64 or complex128, Jy (Stokes I) | required |
-//! | `weight.npy`  | [nrow, nchan]  | float32 or float64, ≥ 0    | 1         |
-//! | `flag.npy`    | [nrow, nchan]  | bool (true = flagged)      | false     |
-//! | `ant1.npy`, `ant2.npy` | [nrow] | int32, int64, uint32 or uint64 | 0     |
-//! | `time.npy`    | [nrow]         | float64, seconds           | 0         |
+//! | `uvw.npy`     | `[nrow, 3]`      | float64, metres            | required  |
+//! | `freq.npy`    | `[nchan]`        | float64, Hz                | required  |
+//! | `vis.npy`     | `[nrow, nchan]`  | complex64 or complex128, Jy (Stokes I) | required |
+//! | `weight.npy`  | `[nrow, nchan]`  | float32 or float64, ≥ 0    | 1         |
+//! | `flag.npy`    | `[nrow, nchan]`  | bool (true = flagged)      | false     |
+//! | `ant1.npy`, `ant2.npy` | `[nrow]` | int32, int64, uint32 or uint64 | 0     |
+//! | `time.npy`    | `[nrow]`         | float64, seconds           | 0         |
 //! | `meta.json`   | `{"phase_centre": {"ra_deg": …, "dec_deg": …}, …}` | | required |
 //!
 //! Arrays may be little- or big-endian, C or Fortran order. Every error names the file

@@ -1,13 +1,15 @@
 //! FITS images with a full celestial WCS: writer and reader (no C dependency).
 //!
-//! Files follow the FITS Standard 4.0 (Pence et al. 2010 for 3.0; IAU FITS WG 2016 for
-//! 4.0): one primary HDU of 80-character cards in 2880-byte blocks padded with spaces,
+//! Files follow the FITS Standard 4.0 (IAU FITS Working Group, 2016): one primary HDU of 80-character cards in 2880-byte blocks padded with spaces,
 //! then big-endian IEEE pixels (BITPIX −32 or −64) padded with zeros. Images are written
 //! with NAXIS = 4 (RA, DEC, FREQ, STOKES; the last two of length 1, as radio imagers
 //! write) and the WCS of DESIGN.md: `RA---SIN`/`DEC--SIN`, `CDELT1 = −cell`,
 //! `CDELT2 = +cell`, `CRPIX = npix/2 + 1` (Greisen & Calabretta 2002; Calabretta &
 //! Greisen 2002 §5.1.5 for SIN). Axis 1 (x) varies fastest, so `data_yx` row y = 0 is
 //! written first.
+//!
+//! A zero bandwidth is written as `CDELT3 = 1` Hz, since a coordinate increment must
+//! not be zero (Greisen & Calabretta 2002 §2.1.2), and so reads back as 1 Hz.
 //!
 //! The reader takes back what the writer writes and typical 2-D/3-D/4-D images from
 //! other tools (BITPIX 8/16/32/64/−32/−64 with BSCALE/BZERO, degenerate extra axes), and

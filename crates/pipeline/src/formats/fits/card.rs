@@ -199,13 +199,7 @@ pub fn format_card(card: &Card) -> Result<Vec<String>, FormatError> {
                 "has no value; only HISTORY, COMMENT and blank keywords may omit one",
             ));
         }
-        let chars: Vec<char> = card.comment.chars().collect();
-        let chunks: Vec<String> = if chars.is_empty() {
-            vec![String::new()]
-        } else {
-            chars.chunks(72).map(|c| c.iter().collect()).collect()
-        };
-        return Ok(chunks
+        return Ok(wrap(&card.comment, 72)
             .into_iter()
             .map(|text| format!("{:<8}{:<72}", card.keyword, text))
             .collect());
@@ -227,6 +221,23 @@ pub fn format_card(card: &Card) -> Result<Vec<String>, FormatError> {
         line.extend(card.comment.chars().take(room));
     }
     Ok(vec![format!("{line:<80}")])
+}
+
+/// Splits ASCII `text` into lines of at most `width` characters, breaking at spaces
+/// where possible (a word longer than `width` is split).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut rest = text.trim_end();
+    while rest.len() > width {
+        let cut = match rest[..=width].rfind(' ') {
+            Some(i) if i > 0 => i,
+            _ => width,
+        };
+        lines.push(rest[..cut].to_owned());
+        rest = rest[cut..].strip_prefix(' ').unwrap_or(&rest[cut..]);
+    }
+    lines.push(rest.to_owned());
+    lines
 }
 
 /// Parses one 80-byte record. Returns `Ok(None)` for the `END` card.

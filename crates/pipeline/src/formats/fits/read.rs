@@ -175,19 +175,26 @@ fn read_pixels<R: Read>(r: &mut R, path: &Path, l: &Layout) -> Result<Array2<f64
     let width = l.bitpix.unsigned_abs() as usize / 8;
     let mut data = Array2::zeros((ny, nx));
     let mut row = vec![0_u8; nx * width];
+    let at =
+        |x: usize, y: usize| format!("pixel (x={x}, y={y}) (index {} in file order)", y * nx + x);
     for y in 0..ny {
         r.read_exact(&mut row)
             .map_err(|e| FormatError::io("reading", path, e))?;
         for (x, bytes) in row.chunks_exact(width).enumerate() {
             match decode(bytes, l) {
                 Some(v) if v.is_finite() => data[[y, x]] = v,
-                _ => {
+                Some(_) => {
                     return Err(FormatError::NonFinite {
                         path: path.to_path_buf(),
-                        at: format!(
-                            "pixel (x={x}, y={y}) (index {} in file order); undefined pixels are not supported",
-                            y * nx + x
-                        ),
+                        at: at(x, y),
+                    });
+                }
+                None => {
+                    return Err(FormatError::BadValue {
+                        path: path.to_path_buf(),
+                        at: at(x, y),
+                        reason: "undefined (BLANK) pixel; aperture images must be fully defined"
+                            .into(),
                     });
                 }
             }
@@ -202,6 +209,7 @@ fn read_pixels<R: Read>(r: &mut R, path: &Path, l: &Layout) -> Result<Array2<f64
 /// Rejected with an error naming the file: non-SIN projections, non-square pixels
 /// (`CDELT1 ≠ −CDELT2`), a reference pixel other than `NAXISi/2 + 1`, rotated WCS,
 /// non-degenerate extra axes, undefined (NaN/`BLANK`) pixels and truncated files.
+/// Without a `FREQ` axis the geometry's frequency and bandwidth are 0.
 pub fn read_fits_image(path: impl AsRef<Path>) -> Result<(Image, FitsHeader), FormatError> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| FormatError::io("opening", path, e))?;

@@ -191,7 +191,9 @@ fn check_image(image: &Image, bitpix: Bitpix) -> Result<(), FormatError> {
 }
 
 /// Writes `image` to `path` as a FITS primary HDU (see the module docs), atomically:
-/// on error no file (and no temporary) is left behind.
+/// on error no file (and no temporary) is left behind. Non-finite pixels, values that
+/// overflow BITPIX −32, invalid geometry and caller cards that clash with the WCS or
+/// structure keywords are rejected before anything is written.
 pub fn write_fits_image(
     path: impl AsRef<Path>,
     image: &Image,
