@@ -38,12 +38,6 @@ fn col_of(y: usize, npix_y: usize, nv: usize) -> usize {
     (y + nv - npix_y / 2) % nv
 }
 
-/// Grid row (along u) of image column x.
-#[inline(always)]
-fn row_of(x: usize, npix_x: usize, nu: usize) -> usize {
-    (x + nu - npix_x / 2) % nu
-}
-
 impl<T: Real> PlaneFft<T> {
     pub fn new(layout: &Layout) -> Self {
         let mut p = FftPlanner::<T>::new();
@@ -99,10 +93,11 @@ impl<T: Real> PlaneFft<T> {
                 let y0 = blk * BLOCK;
                 let nb = acc.len() / nx;
                 buf.iter_mut().for_each(|c| *c = Complex::zero());
+                let cols: Vec<usize> = (0..nb).map(|b| col_of(y0 + b, ny, nv)).collect();
                 for iu in rows.clone() {
                     let g = &grid[iu * nv..(iu + 1) * nv];
-                    for b in 0..nb {
-                        buf[b * nu + iu] = g[col_of(y0 + b, ny, nv)];
+                    for (b, &col) in cols.iter().enumerate() {
+                        buf[b * nu + iu] = g[col];
                     }
                 }
                 fft.process_with_scratch(&mut buf[..nb * nu], scratch);
@@ -111,17 +106,19 @@ impl<T: Real> PlaneFft<T> {
                     let qy = y.abs_diff(ny / 2);
                     let src = &buf[b * nu..(b + 1) * nu];
                     let dst = &mut acc[b * nx..(b + 1) * nx];
+                    // Image x < nx/2 takes grid row nu − nx/2 + x, the rest x − nx/2.
+                    let vals = src[nu - nx / 2..].iter().chain(src[..nx - nx / 2].iter());
                     match screens {
                         Some(s) => {
-                            for (x, d) in dst.iter_mut().enumerate() {
-                                let f = src[row_of(x, nx, nu)];
-                                let sc = s.at(x.abs_diff(nx / 2), qy);
+                            let srow = s.row(qy);
+                            for (x, (d, f)) in dst.iter_mut().zip(vals).enumerate() {
+                                let sc = srow[x.abs_diff(nx / 2)];
                                 *d += f.re.to_f() * sc.re - f.im.to_f() * sc.im;
                             }
                         }
                         None => {
-                            for (x, d) in dst.iter_mut().enumerate() {
-                                *d += src[row_of(x, nx, nu)].re.to_f();
+                            for (d, f) in dst.iter_mut().zip(vals) {
+                                *d += f.re.to_f();
                             }
                         }
                     }
@@ -160,22 +157,26 @@ impl<T: Real> PlaneFft<T> {
                     let qy = (y0 + b).abs_diff(ny / 2);
                     let src = &img[b * nx..(b + 1) * nx];
                     let dst = &mut buf[b * nu..(b + 1) * nu];
-                    for (x, &v) in src.iter().enumerate() {
-                        let c = match screens {
-                            Some(s) => s.at(x.abs_diff(nx / 2), qy).conj() * v,
+                    let srow = screens.map(|s| s.row(qy));
+                    let (dlo, dhi) = dst.split_at_mut(nu - nx / 2);
+                    let targets = dhi.iter_mut().chain(dlo[..nx - nx / 2].iter_mut());
+                    for (x, (d, &v)) in targets.zip(src.iter()).enumerate() {
+                        let c = match srow {
+                            Some(r) => r[x.abs_diff(nx / 2)].conj() * v,
                             None => num_complex::Complex64::new(v, 0.0),
                         };
-                        dst[row_of(x, nx, nu)] = Complex::new(T::from_f(c.re), T::from_f(c.im));
+                        *d = Complex::new(T::from_f(c.re), T::from_f(c.im));
                     }
                 }
                 fft.process_with_scratch(&mut buf[..nb * nu], scratch);
+                let cols: Vec<usize> = (0..nb).map(|b| col_of(y0 + b, ny, nv)).collect();
                 for iu in rows.clone() {
-                    for b in 0..nb {
+                    for (b, &col) in cols.iter().enumerate() {
                         // SAFETY: each block owns distinct grid columns (distinct y map
                         // to distinct v columns since npix_y ≤ nv), so tasks never write
                         // the same element; `grid` outlives the parallel loop.
                         unsafe {
-                            *out.ptr().add(iu * nv + col_of(y0 + b, ny, nv)) = buf[b * nu + iu];
+                            *out.ptr().add(iu * nv + col) = buf[b * nu + iu];
                         }
                     }
                 }

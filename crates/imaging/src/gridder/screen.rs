@@ -38,25 +38,31 @@ pub fn correction_yx(layout: &Layout) -> Vec<f64> {
         .wstacking
         .then(|| k.fourier_table(layout.c_half * layout.dw * 1.0001));
     let (nx, ny) = (layout.npix_x, layout.npix_y);
-    let mut out = vec![0.0; nx * ny];
-    out.par_chunks_mut(nx).enumerate().for_each(|(y, row)| {
-        let yy = y as i64 - (ny / 2) as i64;
-        let qy = yy.unsigned_abs() as usize;
-        for (x, o) in row.iter_mut().enumerate() {
-            let xx = x as i64 - (nx / 2) as i64;
-            let qx = xx.unsigned_abs() as usize;
-            let sign = if (xx + yy).rem_euclid(2) == 0 {
-                1.0
-            } else {
-                -1.0
-            };
+    let qnx = nx / 2 + 1;
+    // 1/(n ψ̂_u ψ̂_v ψ̂_w) on one quadrant, then mapped with the sign (−1)^{X+Y}.
+    let mut quad = vec![0.0; qnx * (ny / 2 + 1)];
+    quad.par_chunks_mut(qnx).enumerate().for_each(|(qy, row)| {
+        for (qx, q) in row.iter_mut().enumerate() {
             let mut f = cu[qx] * cv[qy];
             if let Some(t) = &wtab {
                 let c = n_minus_one(layout, qx, qy);
                 let xi = (c - layout.c_mid) * layout.dw;
                 f *= t.eval(xi * xi) * (1.0 + c);
             }
-            *o = sign / f;
+            *q = 1.0 / f;
+        }
+    });
+    let mut out = vec![0.0; nx * ny];
+    out.par_chunks_mut(nx).enumerate().for_each(|(y, row)| {
+        let qrow = &quad[y.abs_diff(ny / 2) * qnx..][..qnx];
+        let ysign = if (y + ny / 2 + nx / 2) % 2 == 0 {
+            1.0
+        } else {
+            -1.0
+        };
+        for (x, o) in row.iter_mut().enumerate() {
+            let v = qrow[x.abs_diff(nx / 2)];
+            *o = if x % 2 == 0 { ysign * v } else { -ysign * v };
         }
     });
     out
@@ -130,9 +136,9 @@ impl Screens {
         self.plane = plane;
     }
 
-    /// The screen at quadrant offset (qx, qy).
+    /// The screen for |Y| = qy, indexed by |X|.
     #[inline(always)]
-    pub fn at(&self, qx: usize, qy: usize) -> Complex64 {
-        self.cur_q[qy * self.qnx + qx]
+    pub fn row(&self, qy: usize) -> &[Complex64] {
+        &self.cur_q[qy * self.qnx..(qy + 1) * self.qnx]
     }
 }
