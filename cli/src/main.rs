@@ -1,3 +1,91 @@
-//! The `aperture` command line.
+//! The `aperture` command line: simulate visibilities, image them, predict visibilities
+//! from model images and benchmark the imaging kernels, on numpy visibility bundles.
+//!
+//! Results go to stdout, progress and diagnostics to stderr; every error is one line,
+//! `error: …`, naming the option or file, with exit code 2.
 
-fn main() {}
+mod cmd;
+mod common;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use common::Context;
+use common::errors::{EXIT_ERROR, clap_exit, one_line};
+use common::progress::Progress;
+use common::runtime::{command_line, init_logging, install_panic_hook};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aperture",
+    version,
+    about = "Radio-interferometric imaging: simulate, invert and predict on numpy visibility bundles",
+    long_about = "Radio-interferometric imaging: simulate, invert and predict on numpy visibility \
+                  bundles.\n\nA bundle is a directory of .npy files (uvw, freq, vis, weight, flag, \
+                  ant1, ant2, time) and meta.json with the phase centre. Results are printed on \
+                  stdout, progress and logs on stderr. Errors are one line naming the option or \
+                  file at fault, with exit code 2.",
+    after_help = "Example:\n  aperture simulate --telescope low --rmax 600 --windows 2 \
+                  --channels-per-window 4 --times 7 --out obs/\n  aperture invert obs/ --out \
+                  dirty.fits --psf psf.fits"
+)]
+struct Cli {
+    /// More log output on stderr: -v info, -vv debug, -vvv trace. Without -v, RUST_LOG
+    /// (e.g. RUST_LOG=aperture_imaging=debug) sets the filter; the default is warnings.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Global options")]
+    verbose: u8,
+    /// No progress lines on stderr (results, warnings and errors are still printed).
+    #[arg(short, long, global = true, help_heading = "Global options")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Simulate(cmd::simulate::SimulateArgs),
+    Invert(cmd::invert::InvertArgs),
+    Predict(cmd::predict::PredictArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
+    init_logging(cli.verbose);
+    install_panic_hook();
+    let ctx = Context {
+        progress: Progress::new(cli.quiet),
+        command_line: command_line(),
+    };
+    let result = match &cli.command {
+        Command::Simulate(args) => cmd::simulate::run(args, &ctx),
+        Command::Invert(args) => cmd::invert::run(args, &ctx),
+        Command::Predict(args) => cmd::predict::run(args, &ctx),
+        Command::Bench(cmd::bench::BenchCommand::Kernels(args)) => {
+            cmd::bench::run_kernels(args, &ctx)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

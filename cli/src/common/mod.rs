@@ -1,0 +1,19 @@
+//! Helpers shared by the subcommands: one-line errors, output files, progress lines,
+//! imaging defaults, FITS cards and result formatting.
+
+pub mod errors;
+pub mod fits;
+pub mod fmt;
+pub mod gridding;
+pub mod imaging;
+pub mod output;
+pub mod progress;
+pub mod runtime;
+
+/// What every subcommand gets besides its own arguments.
+#[derive(Debug)]
+pub struct Context {
+    pub progress: progress::Progress,
+    /// The command line as typed (shell-quoted), for FITS `HISTORY` and bundle metadata.
+    pub command_line: String,
+}
