@@ -1,23 +1,8 @@
 //! FFT-friendly transform sizes (products of 2, 3, 5 and 7).
 
-/// The smallest even n' ≥ n whose only prime factors are 2, 3, 5 and 7.
-pub fn good_fft_size(n: usize) -> usize {
-    let mut m = n.max(2);
-    loop {
-        if m.is_multiple_of(2) {
-            let mut r = m;
-            for p in [2, 3, 5, 7] {
-                while r.is_multiple_of(p) {
-                    r /= p;
-                }
-            }
-            if r == 1 {
-                return m;
-            }
-        }
-        m += 1;
-    }
-}
+/// The smallest even n' ≥ n whose only prime factors are 2, 3, 5 and 7 (one
+/// implementation, shared with the imaging advice in `sim::advise`).
+pub use crate::sim::advise::good_fft_size;
 
 #[cfg(test)]
 mod tests {
