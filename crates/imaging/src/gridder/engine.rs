@@ -16,7 +16,7 @@ use super::params::{DataExtent, Request, choose_layout};
 use super::pass::{PassCtx, SharedMut, degrid_band, grid_band};
 use super::planes::PlaneFft;
 use super::real::Real;
-use super::screen::{Screens, correction_yx};
+use super::screen::{Screens, apply_correction};
 use super::{GridReport, StageTimes};
 use crate::coords::UvwMetres;
 use crate::image::ImageGeometry;
@@ -41,12 +41,9 @@ pub fn data_extent(
                 return (0, f64::INFINITY, f64::NEG_INFINITY, 0.0);
             }
             // Samples are mirrored to w ≥ 0 (see `Layout::position`).
-            let (a, b) = (
-                p.w.abs() * fmin / SPEED_OF_LIGHT,
-                p.w.abs() * fmax / SPEED_OF_LIGHT,
-            );
+            let w = p.w.abs() / SPEED_OF_LIGHT;
             let uv = p.u.abs().max(p.v.abs()) * fmax / SPEED_OF_LIGHT * cell;
-            (n, a.min(b), a.max(b), uv)
+            (n, w * fmin, w * fmax, uv)
         })
         .collect();
     let mut e = DataExtent {
@@ -76,30 +73,42 @@ struct Prepared<T: Real> {
     uv_degree: usize,
     w_kernel: PiecewiseKernel,
     fft: PlaneFft<T>,
+    /// First and last tile row with samples, per w-plane.
+    bands: Vec<Option<(usize, usize)>>,
 }
 
+/// Chooses the layout, fits the kernels and indexes the samples selected by `keep`;
+/// returns them with the stage times so far (`prepare` filled in).
 fn prepare<T: Real>(
     uvw_r: &[UvwMetres],
     freq_c: &[f64],
     geom: &ImageGeometry,
     req: &Request,
     keep: impl Fn(usize, usize) -> bool + Sync + Copy,
-) -> Result<Prepared<T>, ImagingError> {
+) -> Result<(Prepared<T>, StageTimes), ImagingError> {
+    let t = Instant::now();
+    let _span = tracing::info_span!("prepare").entered();
     let extent = data_extent(uvw_r, freq_c, geom.cell, keep);
     let layout = choose_layout(geom, &extent, req)?;
     let tol = (req.epsilon * 0.05).max(1e-15);
     let uvk = PiecewiseKernel::fit(&layout.kernel, 0.0, tol);
-    let alpha = std::f64::consts::TAU * layout.dw * layout.c_mid;
+    let alpha = std::f64::consts::TAU * layout.dw * layout.c_mid();
     let w_kernel = PiecewiseKernel::fit(&layout.kernel, alpha, tol);
     let index = VisIndex::build(uvw_r, freq_c, &layout, keep)?;
-    Ok(Prepared {
+    let prep = Prepared {
+        bands: index.plane_bands(layout.w_support(), layout.nplanes),
         uv_coef: uvk.coef_re.iter().map(|&c| T::from_f(c)).collect(),
         uv_degree: uvk.degree,
         w_kernel,
         fft: PlaneFft::new(&layout),
         index,
         layout,
-    })
+    };
+    let times = StageTimes {
+        prepare: t.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    Ok((prep, times))
 }
 
 impl<T: Real> Prepared<T> {
@@ -115,17 +124,18 @@ impl<T: Real> Prepared<T> {
         }
     }
 
-    /// Tile rows (bands) with samples on `plane`, as (first, last) or None.
-    fn active_bands(&self, plane: usize) -> Option<(usize, usize)> {
-        let ix = &self.index;
-        let w = self.layout.w_support();
-        let active: Vec<usize> = (0..ix.ntiles_u)
-            .into_par_iter()
-            .filter(|&tu| {
-                (0..ix.ntiles_v).any(|tv| ix.tile_active(tu * ix.ntiles_v + tv, plane, w))
-            })
-            .collect();
-        Some((*active.first()?, *active.last()?))
+    /// The span of one invert or predict, with the attributes a person filters on.
+    fn span(&self, op: &'static str) -> tracing::Span {
+        let lay = &self.layout;
+        tracing::info_span!(
+            "gridder",
+            op,
+            nu = lay.nu,
+            nv = lay.nv,
+            support = lay.kernel.support,
+            nplanes = lay.nplanes,
+            nvis = self.index.entries.len()
+        )
     }
 
     fn report(&self, nvis: usize, times: StageTimes) -> GridReport {
@@ -164,24 +174,9 @@ pub fn invert_raw<T: Real>(
     let wgt = wgt.as_slice().expect("standard layout");
     let nchan = freq_c.len();
     let keep = |r: usize, c: usize| wgt[r * nchan + c] != 0.0;
-    let prep = {
-        let _s = tracing::info_span!("prepare").entered();
-        prepare::<T>(uvw_r, freq_c, geom, req, keep)?
-    };
-    let mut times = StageTimes {
-        prepare: t_start.elapsed().as_secs_f64(),
-        ..Default::default()
-    };
+    let (prep, mut times) = prepare::<T>(uvw_r, freq_c, geom, req, keep)?;
     let lay = &prep.layout;
-    let _span = tracing::info_span!(
-        "invert",
-        nu = lay.nu,
-        nv = lay.nv,
-        support = lay.kernel.support,
-        nplanes = lay.nplanes,
-        nvis = prep.index.entries.len()
-    )
-    .entered();
+    let _span = prep.span("invert").entered();
     let ctx = prep.ctx(uvw_r, freq_c);
     let nv = lay.nv;
     let mut grid = vec![Complex::<T>::zero(); lay.nu * nv];
@@ -189,7 +184,7 @@ pub fn invert_raw<T: Real>(
     let mut screens = lay.wstacking.then(|| Screens::new(lay));
     let mut dirty_rows: Option<std::ops::Range<usize>> = None;
     for plane in 0..lay.nplanes {
-        let Some((b0, b1)) = prep.active_bands(plane) else {
+        let Some((b0, b1)) = prep.bands[plane] else {
             continue;
         };
         let _p = tracing::debug_span!("plane", plane).entered();
@@ -228,10 +223,7 @@ pub fn invert_raw<T: Real>(
     }
     drop(grid);
     let t = Instant::now();
-    let corr = correction_yx(lay);
-    acc.par_iter_mut()
-        .zip(corr.par_iter())
-        .for_each(|(a, c)| *a *= c);
+    apply_correction(lay, &mut acc);
     times.correct = t.elapsed().as_secs_f64();
     times.total = t_start.elapsed().as_secs_f64();
     let img = Array2::from_shape_vec((geom.npix_y, geom.npix_x), acc).expect("image shape");
@@ -254,36 +246,13 @@ pub fn predict_raw<T: Real>(
             got: format!("[{}, {}]", img_yx.dim().0, img_yx.dim().1),
         });
     }
-    let prep = {
-        let _s = tracing::info_span!("prepare").entered();
-        prepare::<T>(uvw_r, freq_c, geom, req, |_, _| true)?
-    };
-    let mut times = StageTimes {
-        prepare: t_start.elapsed().as_secs_f64(),
-        ..Default::default()
-    };
+    let (prep, mut times) = prepare::<T>(uvw_r, freq_c, geom, req, |_, _| true)?;
     let lay = &prep.layout;
-    let _span = tracing::info_span!(
-        "predict",
-        nu = lay.nu,
-        nv = lay.nv,
-        support = lay.kernel.support,
-        nplanes = lay.nplanes,
-        nvis = prep.index.entries.len()
-    )
-    .entered();
+    let _span = prep.span("predict").entered();
     let ctx = prep.ctx(uvw_r, freq_c);
     let t = Instant::now();
-    let corr = correction_yx(lay);
-    let img: Vec<f64> = img_yx
-        .as_standard_layout()
-        .as_slice()
-        .expect("standard layout")
-        .par_iter()
-        .zip(corr.par_iter())
-        .map(|(a, c)| a * c)
-        .collect();
-    drop(corr);
+    let mut img: Vec<f64> = img_yx.iter().copied().collect();
+    apply_correction(lay, &mut img);
     times.correct = t.elapsed().as_secs_f64();
     let nv = lay.nv;
     let mut grid = vec![Complex::<T>::zero(); lay.nu * nv];
@@ -291,7 +260,7 @@ pub fn predict_raw<T: Real>(
     let out_ptr = SharedMut(out.as_mut_ptr());
     let mut screens = lay.wstacking.then(|| Screens::new(lay));
     for plane in 0..lay.nplanes {
-        let Some((b0, b1)) = prep.active_bands(plane) else {
+        let Some((b0, b1)) = prep.bands[plane] else {
             continue;
         };
         let _p = tracing::debug_span!("plane", plane).entered();

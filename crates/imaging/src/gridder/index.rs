@@ -132,9 +132,23 @@ impl VisIndex {
         })
     }
 
-    /// Whether tile `tile` has any samples for w-plane `plane` (support `w`).
-    pub fn tile_active(&self, tile: usize, plane: usize, w: usize) -> bool {
-        let lo = (plane + 1).saturating_sub(w);
-        self.tile_ranges(tile, lo, plane).next().is_some()
+    /// For each of `nplanes` w-planes, the first and last tile row (band) holding samples
+    /// for it (a sample with first plane j touches planes j..j + `w_support`), or `None`.
+    pub fn plane_bands(&self, w_support: usize, nplanes: usize) -> Vec<Option<(usize, usize)>> {
+        let mut bands: Vec<Option<(usize, usize)>> = vec![None; nplanes];
+        for tile in 0..self.ntiles_u * self.ntiles_v {
+            let tu = tile / self.ntiles_v;
+            let (a, b) = (
+                self.tile_runs[tile] as usize,
+                self.tile_runs[tile + 1] as usize,
+            );
+            for run in &self.runs[a..b] {
+                let first = run.first_plane as usize;
+                for band in &mut bands[first..(first + w_support).min(nplanes)] {
+                    *band = Some(band.map_or((tu, tu), |(lo, hi)| (lo.min(tu), hi.max(tu))));
+                }
+            }
+        }
+        bands
     }
 }

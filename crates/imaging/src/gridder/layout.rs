@@ -31,9 +31,7 @@ pub struct Layout {
     /// w of plane 0 and the plane spacing, wavelengths.
     pub w0: f64,
     pub dw: f64,
-    /// Centre of the image's range of n − 1 (the w-kernel is shifted by it).
-    pub c_mid: f64,
-    /// Half-range of n − 1 over the image.
+    /// Half the range of n − 1 over the image, which spans [−2·c_half, 0].
     pub c_half: f64,
 }
 
@@ -122,6 +120,12 @@ impl Layout {
                     * (1.0 - self.kernel.support as f64 / self.nu as f64),
             ),
         )
+    }
+
+    /// Centre of the image's range of n − 1 (the w-kernel is shifted by it): n − 1 is 0
+    /// at the image centre, so the range is [−2·c_half, 0] and its centre −c_half.
+    pub fn c_mid(&self) -> f64 {
+        -self.c_half
     }
 
     /// Support in the w direction (1 without w-stacking).

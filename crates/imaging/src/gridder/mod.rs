@@ -72,6 +72,13 @@ impl Default for GridderOptions {
     }
 }
 
+impl Precision {
+    /// The accuracies the gridder accepts in this precision, (smallest, largest).
+    pub fn epsilon_range(self) -> (f64, f64) {
+        params::epsilon_range(self == Precision::F64)
+    }
+}
+
 impl GridderOptions {
     fn request(&self) -> Request {
         Request {

@@ -16,6 +16,11 @@ pub const MAX_SUPPORT: usize = 16;
 /// cancellation, so single precision uses W ≤ 8 (enough for epsilon ≥ 1e-5).
 pub const MAX_SUPPORT_F32: usize = 8;
 
+/// The accuracies the gridder accepts, (smallest, largest), in f64 (`double`) or f32.
+pub fn epsilon_range(double: bool) -> (f64, f64) {
+    (if double { 1e-12 } else { 1e-5 }, 0.1)
+}
+
 /// What the caller asks for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Request {
@@ -35,8 +40,8 @@ pub struct DataExtent {
     /// Range of w over the samples, wavelengths.
     pub w_min: f64,
     pub w_max: f64,
-    /// Largest |u|·cell and |v|·cell over the samples (fraction of the uv grid half-width
-    /// × 0.5), used to estimate how many grid rows carry data.
+    /// Largest max(|u|, |v|)·cell over the samples (u, v in wavelengths; at most 0.5 for a
+    /// sampled image), used to estimate how many grid rows carry data.
     pub uv_extent: f64,
 }
 
@@ -59,8 +64,10 @@ pub fn kernel_beta(w: usize, sigma: f64) -> f64 {
     0.98 * std::f64::consts::PI * w as f64 * (1.0 - 0.5 / sigma)
 }
 
-/// Relative costs (seconds per unit) of the gridding passes, measured single-threaded
-/// on the reference machine with `aperture bench kernels`.
+/// Costs (seconds per unit) of the gridding passes, single-threaded, fitted to the phase
+/// times `aperture bench kernels --json` reports on the reference machine (1.44 M samples,
+/// 1024²): f64 W = 8, 1750², 65 planes: grid 0.96 s, FFT + screen 1.22 s; f32 W = 7,
+/// 1440², 54 planes: grid 0.57 s, FFT + screen 0.38 s. Only their ratios steer the choice.
 #[derive(Debug, Clone, Copy)]
 struct CostModel {
     grid_per_cell: f64,
@@ -70,16 +77,16 @@ struct CostModel {
 }
 
 const COST_F64: CostModel = CostModel {
-    grid_per_cell: 1.0e-9,
-    kernel_per_term: 0.5e-9,
-    fft_per_point_log: 0.9e-9,
-    screen_per_pixel: 2.0e-9,
+    grid_per_cell: 0.55e-9,
+    kernel_per_term: 0.28e-9,
+    fft_per_point_log: 0.42e-9,
+    screen_per_pixel: 1.0e-9,
 };
 const COST_F32: CostModel = CostModel {
-    grid_per_cell: 0.6e-9,
-    kernel_per_term: 0.3e-9,
-    fft_per_point_log: 0.5e-9,
-    screen_per_pixel: 1.5e-9,
+    grid_per_cell: 0.48e-9,
+    kernel_per_term: 0.24e-9,
+    fft_per_point_log: 0.21e-9,
+    screen_per_pixel: 0.63e-9,
 };
 
 /// Range of n − 1 over the image: (c_min, c_max = 0 at the centre pixel).
@@ -96,12 +103,12 @@ pub fn choose_layout(
     req: &Request,
 ) -> Result<Layout, ImagingError> {
     geom.validate()?;
-    let min_eps = if req.double { 1e-12 } else { 1e-5 };
-    if !(req.epsilon.is_finite() && req.epsilon >= min_eps && req.epsilon <= 0.1) {
+    let (min_eps, max_eps) = epsilon_range(req.double);
+    if !(req.epsilon.is_finite() && req.epsilon >= min_eps && req.epsilon <= max_eps) {
         return Err(ImagingError::invalid(
             "epsilon",
             format!(
-                "{:e} is outside the supported range [{min_eps:e}, 0.1] for {} precision",
+                "{:e} is outside the supported range [{min_eps:e}, {max_eps}] for {} precision",
                 req.epsilon,
                 if req.double { "f64" } else { "f32" }
             ),
@@ -168,7 +175,6 @@ pub fn choose_layout(
             nplanes,
             w0,
             dw,
-            c_mid: 0.5 * c_min,
             c_half,
         };
         if best.as_ref().is_none_or(|(t, _)| total < *t) {

@@ -9,10 +9,10 @@
 use num_complex::{Complex, Complex64};
 use rustfft::num_traits::Zero;
 
-use super::index::{TILE, VisIndex};
+use super::index::{Entry, TILE, VisIndex};
 use super::kernel::PiecewiseKernel;
-use super::layout::Layout;
-use super::real::Real;
+use super::layout::{Layout, Position};
+use super::real::{Real, cx};
 use crate::coords::UvwMetres;
 
 /// Inputs shared by every band of one plane pass.
@@ -91,20 +91,34 @@ fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
-/// Prefetches the inputs of the entry `ahead` positions after `i` in `entries`.
+/// Prefetches the uvw row of the entry `PREFETCH` positions after `i`, and lets `data`
+/// prefetch whatever it reads at that entry's flat [row, chan] index.
 #[inline(always)]
-fn prefetch_entry<V>(
-    entries: &[super::index::Entry],
+fn prefetch_ahead(
+    entries: &[Entry],
     i: usize,
     uvw_r: &[UvwMetres],
-    data: &[V],
     nchan: usize,
+    data: impl Fn(usize),
 ) {
     if let Some(e) = entries.get(i + PREFETCH) {
-        let (r, c) = (e.row as usize, e.chan as usize);
-        prefetch(uvw_r.as_ptr().wrapping_add(r));
-        prefetch(data.as_ptr().wrapping_add(r * nchan + c));
+        prefetch(uvw_r.as_ptr().wrapping_add(e.row as usize));
+        data(e.row as usize * nchan + e.chan as usize);
     }
+}
+
+/// Grid position and u, v kernel values of one sample.
+#[inline(always)]
+fn sample_kernels<T: Real, const W: usize>(
+    ctx: &PassCtx<'_, T>,
+    e: &Entry,
+) -> (Position, [T; W], [T; W]) {
+    let p = ctx
+        .layout
+        .position(ctx.uvw_r[e.row as usize], ctx.freq_c[e.chan as usize]);
+    let ku = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zu));
+    let kv = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zv));
+    (p, ku, kv)
 }
 
 /// Grids the samples of band `tu` (tile row) for `plane` into `chunk`, which holds grid
@@ -131,16 +145,15 @@ fn grid_band_impl<T: Real, const W: usize>(
             any = true;
             let entries = &ctx.index.entries[range];
             for (i, e) in entries.iter().enumerate() {
-                prefetch_entry(entries, i, ctx.uvw_r, vis, nchan);
-                prefetch_entry(entries, i, ctx.uvw_r, wgt, nchan);
-                let (r, c) = (e.row as usize, e.chan as usize);
-                let p = lay.position(ctx.uvw_r[r], ctx.freq_c[c]);
+                prefetch_ahead(entries, i, ctx.uvw_r, nchan, |k| {
+                    prefetch(vis.as_ptr().wrapping_add(k));
+                    prefetch(wgt.as_ptr().wrapping_add(k));
+                });
+                let (p, ku, kv) = sample_kernels::<T, W>(ctx, e);
+                let k = e.row as usize * nchan + e.chan as usize;
                 let kw = w_weight(ctx.w_kernel, lay.wstacking, plane, p.iw0, p.zw);
-                let v0 = vis[r * nchan + c];
-                let v = if p.flip { v0.conj() } else { v0 } * (wgt[r * nchan + c]) * kw;
-                let val = Complex::new(T::from_f(v.re), T::from_f(v.im));
-                let ku = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zu));
-                let kv = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zv));
+                let v0 = vis[k];
+                let val = cx::<T>(if p.flip { v0.conj() } else { v0 } * wgt[k] * kw);
                 let bu = p.iu0 as usize - tu * TILE;
                 let bv = p.iv0 as usize - tv * TILE;
                 for a in 0..W {
@@ -192,17 +205,10 @@ fn degrid_band_impl<T: Real, const W: usize>(
         for range in ctx.index.tile_ranges(tile, lo, plane) {
             let entries = &ctx.index.entries[range];
             for (i, e) in entries.iter().enumerate() {
-                if let Some(n) = entries.get(i + PREFETCH) {
-                    prefetch(ctx.uvw_r.as_ptr().wrapping_add(n.row as usize));
-                    prefetch(
-                        out.ptr()
-                            .wrapping_add(n.row as usize * nchan + n.chan as usize),
-                    );
-                }
-                let (r, c) = (e.row as usize, e.chan as usize);
-                let p = lay.position(ctx.uvw_r[r], ctx.freq_c[c]);
-                let ku = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zu));
-                let kv = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zv));
+                prefetch_ahead(entries, i, ctx.uvw_r, nchan, |k| {
+                    prefetch(out.ptr().wrapping_add(k));
+                });
+                let (p, ku, kv) = sample_kernels::<T, W>(ctx, e);
                 let mut acc_re = [T::zero(); W];
                 let mut acc_im = [T::zero(); W];
                 for a in 0..W {
@@ -225,37 +231,11 @@ fn degrid_band_impl<T: Real, const W: usize>(
                 // SAFETY: every (row, chan) occurs in exactly one index entry and each
                 // entry belongs to one band, so no two tasks write the same element.
                 unsafe {
-                    *out.ptr().add(r * nchan + c) += val;
+                    *out.ptr().add(e.row as usize * nchan + e.chan as usize) += val;
                 }
             }
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn grid_band_avx2<T: Real, const W: usize>(
-    ctx: &PassCtx<'_, T>,
-    plane: usize,
-    tu: usize,
-    vis: &[Complex64],
-    wgt: &[f64],
-    chunk: &mut [Complex<T>],
-    row0: usize,
-) {
-    grid_band_impl::<T, W>(ctx, plane, tu, vis, wgt, chunk, row0)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn degrid_band_avx2<T: Real, const W: usize>(
-    ctx: &PassCtx<'_, T>,
-    plane: usize,
-    tu: usize,
-    grid: &[Complex<T>],
-    out: SharedMut<Complex64>,
-) {
-    degrid_band_impl::<T, W>(ctx, plane, tu, grid, out)
 }
 
 fn has_avx2() -> bool {
@@ -269,39 +249,54 @@ fn has_avx2() -> bool {
     }
 }
 
-fn grid_band_w<T: Real, const W: usize>(
-    ctx: &PassCtx<'_, T>,
-    plane: usize,
-    tu: usize,
-    vis: &[Complex64],
-    wgt: &[f64],
-    chunk: &mut [Complex<T>],
-    row0: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked above).
-        unsafe { grid_band_avx2::<T, W>(ctx, plane, tu, vis, wgt, chunk, row0) };
-        return;
-    }
-    grid_band_impl::<T, W>(ctx, plane, tu, vis, wgt, chunk, row0)
+/// For an `#[inline(always)]` kernel `$imp`, generates `$avx`, a copy compiled with AVX2
+/// enabled, and `$disp`, which runs that copy when the CPU supports it and `$imp` otherwise.
+macro_rules! multiversion {
+    ($disp:ident, $avx:ident, $imp:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx<T: Real, const W: usize>($($arg: $ty),*) {
+            $imp::<T, W>($($arg),*)
+        }
+
+        fn $disp<T: Real, const W: usize>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked above).
+                unsafe { $avx::<T, W>($($arg),*) };
+                return;
+            }
+            $imp::<T, W>($($arg),*)
+        }
+    };
 }
 
-fn degrid_band_w<T: Real, const W: usize>(
-    ctx: &PassCtx<'_, T>,
-    plane: usize,
-    tu: usize,
-    grid: &[Complex<T>],
-    out: SharedMut<Complex64>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked above).
-        unsafe { degrid_band_avx2::<T, W>(ctx, plane, tu, grid, out) };
-        return;
-    }
-    degrid_band_impl::<T, W>(ctx, plane, tu, grid, out)
-}
+multiversion!(
+    grid_band_w,
+    grid_band_avx2,
+    grid_band_impl,
+    (
+        ctx: &PassCtx<'_, T>,
+        plane: usize,
+        tu: usize,
+        vis: &[Complex64],
+        wgt: &[f64],
+        chunk: &mut [Complex<T>],
+        row0: usize,
+    )
+);
+multiversion!(
+    degrid_band_w,
+    degrid_band_avx2,
+    degrid_band_impl,
+    (
+        ctx: &PassCtx<'_, T>,
+        plane: usize,
+        tu: usize,
+        grid: &[Complex<T>],
+        out: SharedMut<Complex64>,
+    )
+);
 
 macro_rules! by_support {
     ($w:expr, $f:ident, $t:ty, $($arg:expr),*) => {

@@ -12,7 +12,7 @@ use rustfft::{Fft, FftDirection, FftPlanner};
 
 use super::layout::Layout;
 use super::pass::SharedMut;
-use super::real::Real;
+use super::real::{Real, cx};
 use super::screen::Screens;
 
 /// Image columns (y values) transformed together in the u pass.
@@ -165,7 +165,7 @@ impl<T: Real> PlaneFft<T> {
                             Some(r) => r[x.abs_diff(nx / 2)].conj() * v,
                             None => num_complex::Complex64::new(v, 0.0),
                         };
-                        *d = Complex::new(T::from_f(c.re), T::from_f(c.im));
+                        *d = cx::<T>(c);
                     }
                 }
                 fft.process_with_scratch(&mut buf[..nb * nu], scratch);

@@ -16,18 +16,11 @@ pub trait Real:
     + std::fmt::Debug
     + 'static
 {
-    /// Name as accepted by `--precision`.
-    const NAME: &'static str;
-    /// Smallest epsilon the gridder accepts in this precision.
-    const MIN_EPSILON: f64;
     fn from_f(x: f64) -> Self;
     fn to_f(self) -> f64;
-    fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
 impl Real for f64 {
-    const NAME: &'static str = "f64";
-    const MIN_EPSILON: f64 = 1e-12;
     #[inline(always)]
     fn from_f(x: f64) -> Self {
         x
@@ -36,17 +29,9 @@ impl Real for f64 {
     fn to_f(self) -> f64 {
         self
     }
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        // Plain multiply-add: with FMA enabled by target features LLVM contracts it,
-        // without them it stays fast (a libm fma call would not).
-        self * a + b
-    }
 }
 
 impl Real for f32 {
-    const NAME: &'static str = "f32";
-    const MIN_EPSILON: f64 = 1e-5;
     #[inline(always)]
     fn from_f(x: f64) -> Self {
         x as f32
@@ -54,10 +39,6 @@ impl Real for f32 {
     #[inline(always)]
     fn to_f(self) -> f64 {
         self as f64
-    }
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        self * a + b
     }
 }
 

@@ -22,10 +22,10 @@ pub fn quadrant_dims(layout: &Layout) -> (usize, usize) {
     (layout.npix_x / 2 + 1, layout.npix_y / 2 + 1)
 }
 
-/// The real correction factor per image pixel offset: (−1)^{X+Y} / (n ψ̂_u ψ̂_v ψ̂_w),
-/// `[npix_y, npix_x]` row-major. Without w-stacking, n and ψ̂_w are omitted
-/// (the flat-sky approximation, as ducc0 does with `do_wgridding=False`).
-pub fn correction_yx(layout: &Layout) -> Vec<f64> {
+/// Multiplies an image (`[npix_y, npix_x]` row-major) by the real correction factor
+/// (−1)^{X+Y} / (n ψ̂_u ψ̂_v ψ̂_w) of its pixel offsets, in place. Without w-stacking, n and
+/// ψ̂_w are omitted (the flat-sky approximation, as ducc0 does with `do_wgridding=False`).
+pub fn apply_correction(layout: &Layout, data_yx: &mut [f64]) {
     let k = layout.kernel;
     let ft = k.fourier_fn();
     let cu: Vec<f64> = (0..=layout.npix_x / 2)
@@ -46,14 +46,13 @@ pub fn correction_yx(layout: &Layout) -> Vec<f64> {
             let mut f = cu[qx] * cv[qy];
             if let Some(t) = &wtab {
                 let c = n_minus_one(layout, qx, qy);
-                let xi = (c - layout.c_mid) * layout.dw;
+                let xi = (c - layout.c_mid()) * layout.dw;
                 f *= t.eval(xi * xi) * (1.0 + c);
             }
             *q = 1.0 / f;
         }
     });
-    let mut out = vec![0.0; nx * ny];
-    out.par_chunks_mut(nx).enumerate().for_each(|(y, row)| {
+    data_yx.par_chunks_mut(nx).enumerate().for_each(|(y, row)| {
         let qrow = &quad[y.abs_diff(ny / 2) * qnx..][..qnx];
         let ysign = if (y + ny / 2 + nx / 2) % 2 == 0 {
             1.0
@@ -62,10 +61,9 @@ pub fn correction_yx(layout: &Layout) -> Vec<f64> {
         };
         for (x, o) in row.iter_mut().enumerate() {
             let v = qrow[x.abs_diff(nx / 2)];
-            *o = if x % 2 == 0 { ysign * v } else { -ysign * v };
+            *o *= if x % 2 == 0 { ysign * v } else { -ysign * v };
         }
     });
-    out
 }
 
 /// The w-screens of successive planes, advanced by a complex recurrence and refreshed

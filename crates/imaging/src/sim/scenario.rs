@@ -57,6 +57,18 @@ impl Scenario {
             .collect()
     }
 
+    /// The scenario's cell for `block`: 1/(oversampling × longest projected baseline in
+    /// wavelengths at the highest frequency), radians.
+    pub fn cell_for(&self, block: &VisBlock) -> f64 {
+        let fmax = block.freq_c.iter().cloned().fold(0.0, f64::max);
+        let bmax = block
+            .uvw_r
+            .iter()
+            .map(|p| p.uv_length())
+            .fold(0.0, f64::max);
+        1.0 / (self.oversampling * bmax * fmax / crate::SPEED_OF_LIGHT)
+    }
+
     /// Simulates the block (5 point sources near the centre, no noise) and the image
     /// geometry (cell = 1/(oversampling × longest baseline in wavelengths)).
     pub fn build(&self) -> Result<(VisBlock, ImageGeometry), ImagingError> {
@@ -70,15 +82,7 @@ impl Scenario {
         };
         let sky = random_sky_lm(self.phase_centre, self.f_min, &spec, 42)?;
         let block = simulate_block(&config, self.phase_centre, &ha, &freq_c, &sky, 0.0, 1)?;
-        let fmax = freq_c.iter().cloned().fold(0.0, f64::max);
-        let bmax = block
-            .uvw_r
-            .iter()
-            .map(|p| p.uv_length())
-            .fold(0.0, f64::max)
-            * fmax
-            / crate::SPEED_OF_LIGHT;
-        let cell = 1.0 / (self.oversampling * bmax);
+        let cell = self.cell_for(&block);
         let geom = ImageGeometry::square(
             self.npix,
             cell,
