@@ -1,30 +1,32 @@
 //! `aperture bench kernels`: wall time and throughput of invert and predict on the SDP
 //! benchmark scenario (or a given bundle), for comparison with ducc0's wgridder.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
-use aperture_imaging::SPEED_OF_LIGHT;
-use aperture_imaging::gridder::{self, GridReport, GridderOptions};
+use aperture_imaging::ImagingError;
+use aperture_imaging::gridder;
 use aperture_imaging::image::ImageGeometry;
 use aperture_imaging::sim::LOW_STATION_DIAMETER;
 use aperture_imaging::sim::scenario::Scenario;
 use aperture_imaging::vis::VisBlock;
-use aperture_pipeline::formats::bundle::{
-    BundleMeta, VisDtype, WriteBundleOptions, read_bundle_with_meta, write_bundle,
-};
+use aperture_pipeline::formats::bundle::{BundleMeta, VisDtype};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::common::Context;
 use crate::common::errors::for_option;
-use crate::common::fmt::{Summary, bytes, count, print_stdout, rate, seconds};
-use crate::common::gridding::{PrecisionArg, check_epsilon, check_threads};
+use crate::common::fmt::{Summary, bytes, count, print_stdout, rate, rows_by_channels, seconds};
+use crate::common::gridding::{
+    Direction, GRIDDER_OPTIONS, GridderArgs, describe_layout, describe_phases, describe_request,
+    precision_name,
+};
 use crate::common::imaging::{
     BYTES_PER_PIXEL, band, check_cell, check_memory, check_npix, rad_to_arcsec,
 };
 use crate::common::output::check_bundle_output;
+use crate::common::runtime::proc_bytes;
+use crate::common::{Context, bundle};
 
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
@@ -45,6 +47,9 @@ pub enum BenchCommand {
 /// gridder can be timed on the same data, and exits.
 #[derive(Debug, Args)]
 #[command(
+    // One thread by default (not all cores as for invert and predict): timings that
+    // compare across machines and with single-threaded ducc0 runs.
+    mut_arg("threads", |a| a.default_value("1")),
     after_help = "Examples:\n  aperture bench kernels\n  aperture bench kernels --precision f32 \
                         --epsilon 1e-4 --threads 0 --json\n  aperture bench kernels --write-bundle \
                         scen/"
@@ -86,25 +91,8 @@ pub struct KernelsArgs {
         allow_negative_numbers = true
     )]
     pub channels: usize,
-    /// Requested accuracy (relative L2 against the exact DFT).
-    #[arg(
-        long,
-        value_name = "E",
-        default_value = "1e-5",
-        allow_negative_numbers = true
-    )]
-    pub epsilon: f64,
-    /// Floating-point precision of the gridding.
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F64)]
-    pub precision: PrecisionArg,
-    /// Worker threads; 0 uses all cores.
-    #[arg(
-        long,
-        value_name = "T",
-        default_value_t = 1,
-        allow_negative_numbers = true
-    )]
-    pub threads: usize,
+    #[command(flatten)]
+    pub gridder: GridderArgs,
     /// Runs of each kernel; best and median are reported.
     #[arg(
         long,
@@ -113,9 +101,6 @@ pub struct KernelsArgs {
         allow_negative_numbers = true
     )]
     pub repeat: usize,
-    /// Ignore w (flat-sky 2-D transform).
-    #[arg(long)]
-    pub no_wstacking: bool,
     /// Time this bundle instead of simulating the scenario.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["write_bundle", "rmax", "times", "channels"])]
     pub bundle: Option<PathBuf>,
@@ -148,14 +133,6 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Peak resident set size of this process in bytes (Linux `VmHWM`).
-fn peak_rss() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// The scenario the options describe.
 fn scenario(args: &KernelsArgs) -> Scenario {
     Scenario {
@@ -167,7 +144,27 @@ fn scenario(args: &KernelsArgs) -> Scenario {
     }
 }
 
-fn build_scenario(args: &KernelsArgs) -> Result<(VisBlock, ImageGeometry)> {
+/// The scenario's observation, as the JSON output and --write-bundle's meta.json record it.
+fn scenario_json(s: &Scenario) -> Map<String, Value> {
+    [
+        ("rmax_m", json!(s.rmax)),
+        ("times", json!(s.ntimes)),
+        ("span_hours", json!(s.span_hours)),
+        ("channels", json!(s.nchan)),
+        ("f_min_hz", json!(s.f_min)),
+        ("f_max_hz", json!(s.f_max)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Simulates the scenario; `cell` (radians, from --cell) replaces its cell.
+fn build_scenario(
+    args: &KernelsArgs,
+    scenario: &Scenario,
+    cell: Option<f64>,
+) -> Result<(VisBlock, ImageGeometry)> {
     if args.rmax.is_nan() || args.rmax <= 0.0 {
         bail!("--rmax {}: must be a positive number of metres", args.rmax);
     }
@@ -177,7 +174,7 @@ fn build_scenario(args: &KernelsArgs) -> Result<(VisBlock, ImageGeometry)> {
     if args.channels == 0 {
         bail!("--channels 0: must be at least 1");
     }
-    let (mut block, mut geom) = scenario(args).build().map_err(|e| {
+    let (block, mut geom) = scenario.build().map_err(|e| {
         for_option(
             e,
             &[
@@ -188,67 +185,99 @@ fn build_scenario(args: &KernelsArgs) -> Result<(VisBlock, ImageGeometry)> {
             ],
         )
     })?;
-    if let Some(c) = check_cell(args.cell)? {
+    if let Some((arcsec, c)) = args.cell.zip(cell) {
         geom.cell = c;
         geom.validate()
-            .map_err(|e| anyhow!("--cell {}: {e}", args.cell.unwrap_or(0.0)))?;
+            .map_err(|e| anyhow!("--cell {arcsec}: {e}"))?;
     }
-    block.weight_rc = block.effective_weight_rc();
     Ok((block, geom))
 }
 
-/// Cell for a bundle: --cell, else meta.json's bench.cell_rad, else the scenario's rule
-/// (a third of the synthesised beam at the highest frequency).
-fn bundle_cell(args: &KernelsArgs, block: &VisBlock, meta: &BundleMeta) -> Result<f64> {
-    if let Some(c) = check_cell(args.cell)? {
-        return Ok(c);
+/// Cell for a bundle: `cell` (from --cell), else meta.json's bench.cell_rad (written by
+/// --write-bundle), else the scenario's rule (a third of the synthesised beam at the
+/// highest frequency).
+fn bundle_cell(
+    scenario: &Scenario,
+    cell: Option<f64>,
+    dir: &Path,
+    block: &VisBlock,
+    meta: &BundleMeta,
+) -> Result<f64> {
+    let recorded = || {
+        meta.extra
+            .get("bench")
+            .and_then(|b| b.get("cell_rad"))
+            .and_then(Value::as_f64)
+            .filter(|c| c.is_finite() && *c > 0.0)
+    };
+    let cell = cell
+        .or_else(recorded)
+        .unwrap_or_else(|| scenario.cell_for(block));
+    if !(cell.is_finite() && cell > 0.0) {
+        bail!(
+            "--bundle {}: all baselines are zero; give --cell",
+            dir.display()
+        );
     }
-    if let Some(c) = meta
-        .extra
-        .get("bench")
-        .and_then(|b| b.get("cell_rad"))
-        .and_then(Value::as_f64)
-        .filter(|c| c.is_finite() && *c > 0.0)
-    {
-        return Ok(c);
+    Ok(cell)
+}
+
+/// The runs of one kernel.
+struct Timed<T> {
+    /// Wall time of each run, seconds.
+    times: Vec<f64>,
+    /// The result of the last run.
+    last: T,
+    /// Peak resident memory over the runs.
+    peak_rss: Option<u64>,
+}
+
+/// Runs `kernel` `repeat` (at least 1) times as stages named `name`.
+fn time_runs<T>(
+    ctx: &Context,
+    name: &str,
+    repeat: usize,
+    mut kernel: impl FnMut() -> Result<T, ImagingError>,
+) -> Result<Timed<T>> {
+    let mut times = Vec::with_capacity(repeat);
+    let mut run = |i: usize| -> Result<T> {
+        let stage = ctx.progress.stage(format!("{name} run {i}/{repeat}"));
+        let t = Instant::now();
+        let out = kernel().map_err(|e| for_option(e, GRIDDER_OPTIONS))?;
+        times.push(t.elapsed().as_secs_f64());
+        stage.done();
+        Ok(out)
+    };
+    reset_peak_rss();
+    let mut last = run(1)?;
+    for i in 2..=repeat {
+        // Free the previous result first, so that the peak is that of one run.
+        drop(last);
+        last = run(i)?;
     }
-    let fmax = block.freq_c.iter().copied().fold(0.0, f64::max);
-    let bmax = block
-        .uvw_r
-        .iter()
-        .map(|p| p.uv_length())
-        .fold(0.0, f64::max)
-        * fmax
-        / SPEED_OF_LIGHT;
-    if bmax.is_nan() || bmax <= 0.0 {
-        bail!("--bundle: all baselines are zero; give --cell");
-    }
-    Ok(1.0 / (Scenario::default().oversampling * bmax))
+    Ok(Timed {
+        times,
+        last,
+        peak_rss: proc_bytes("/proc/self/status", "VmHWM:"),
+    })
 }
 
 pub fn run_kernels(args: &KernelsArgs, ctx: &Context) -> Result<()> {
+    let opts = args.gridder.options()?;
     check_npix(Some(args.npix))?;
-    check_epsilon(args.epsilon, args.precision)?;
-    check_threads(args.threads)?;
+    let cell = check_cell(args.cell)?;
     if args.repeat == 0 {
         bail!("--repeat 0: must be at least 1");
     }
     if let Some(dir) = &args.write_bundle {
         check_bundle_output("--write-bundle", dir, args.overwrite)?;
     }
-    let opts = GridderOptions {
-        epsilon: args.epsilon,
-        precision: args.precision.precision(),
-        wstacking: !args.no_wstacking,
-        threads: args.threads,
-    };
+    let scenario = scenario(args);
 
-    let (block, geom, source) = match &args.bundle {
+    let (mut block, geom, source) = match &args.bundle {
         Some(dir) => {
-            let stage = ctx.progress.stage(format!("reading {}", dir.display()));
-            let (mut block, meta) = read_bundle_with_meta(dir)?;
-            stage.done();
-            let cell = bundle_cell(args, &block, &meta)?;
+            let (block, meta) = bundle::read(ctx, dir)?;
+            let cell = bundle_cell(&scenario, cell, dir, &block, &meta)?;
             let (freq, bw) = band(&block.freq_c);
             let geom = ImageGeometry::square(args.npix, cell, block.phase_centre, freq, bw)
                 .map_err(|e| {
@@ -258,32 +287,25 @@ pub fn run_kernels(args: &KernelsArgs, ctx: &Context) -> Result<()> {
                         rad_to_arcsec(cell)
                     )
                 })?;
-            block.weight_rc = block.effective_weight_rc();
             (block, geom, json!({ "bundle": dir.display().to_string() }))
         }
         None => {
             let stage = ctx.progress.stage("simulating the benchmark scenario");
-            let (block, geom) = build_scenario(args)?;
+            let (block, geom) = build_scenario(args, &scenario, cell)?;
             stage.done();
-            let s = scenario(args);
-            let source = json!({
-                "scenario": {
-                    "telescope": "LOW",
-                    "rmax_m": s.rmax,
-                    "times": s.ntimes,
-                    "span_hours": s.span_hours,
-                    "channels": s.nchan,
-                    "f_min_hz": s.f_min,
-                    "f_max_hz": s.f_max,
-                    "stations": block.ant2_r.iter().copied().max().map_or(0, |m| m + 1),
-                }
-            });
-            (block, geom, source)
+            let mut observation = scenario_json(&scenario);
+            observation.insert("telescope".into(), json!("LOW"));
+            observation.insert(
+                "stations".into(),
+                json!(block.ant2_r.iter().copied().max().map_or(0, |m| m + 1)),
+            );
+            (block, geom, json!({ "scenario": observation }))
         }
     };
+    block.weight_rc = block.effective_weight_rc();
 
     if let Some(dir) = &args.write_bundle {
-        return write_scenario_bundle(args, ctx, dir, &block, &geom);
+        return write_scenario_bundle(args, ctx, &scenario, dir, &block, &geom);
     }
     check_memory(
         (geom.npix_x * geom.npix_y) as f64 * BYTES_PER_PIXEL,
@@ -291,26 +313,8 @@ pub fn run_kernels(args: &KernelsArgs, ctx: &Context) -> Result<()> {
     )?;
 
     let nvis = block.n_vis();
-    let gridder_err = |e: aperture_imaging::ImagingError| {
-        for_option(
-            e,
-            &[
-                ("epsilon", "--epsilon"),
-                ("npix", "--npix"),
-                ("cell", "--cell"),
-            ],
-        )
-    };
-    let mut invert_times = Vec::with_capacity(args.repeat);
-    let mut invert_rep: Option<GridReport> = None;
-    let mut dirty = None;
-    reset_peak_rss();
-    for i in 0..args.repeat {
-        let stage = ctx
-            .progress
-            .stage(format!("invert run {}/{}", i + 1, args.repeat));
-        let t = Instant::now();
-        let (img, rep) = gridder::invert(
+    let invert = time_runs(ctx, "invert", args.repeat, || {
+        gridder::invert(
             &block.uvw_r,
             &block.freq_c,
             block.vis_rc.view(),
@@ -318,54 +322,36 @@ pub fn run_kernels(args: &KernelsArgs, ctx: &Context) -> Result<()> {
             &geom,
             &opts,
         )
-        .map_err(gridder_err)?;
-        invert_times.push(t.elapsed().as_secs_f64());
-        stage.done();
-        invert_rep = Some(rep);
-        dirty = Some(img);
-    }
-    let invert_rss = peak_rss();
-    let (Some(invert_rep), Some(mut model)) = (invert_rep, dirty) else {
-        bail!("--repeat: no runs");
-    };
+    })?;
+    let (mut model, invert_rep) = invert.last;
     // Predict from the dirty image scaled to Jy/beam: a dense, realistic model.
     let sum_w: f64 = block.weight_rc.sum();
     if sum_w > 0.0 {
         model.mapv_inplace(|v| v / sum_w);
     }
+    let predict = time_runs(ctx, "predict", args.repeat, || {
+        gridder::predict(&block.uvw_r, &block.freq_c, model.view(), &geom, &opts)
+            .map(|(_vis, rep)| rep)
+    })?;
+    let kernels = [
+        (
+            "invert",
+            &invert.times,
+            &invert_rep,
+            invert.peak_rss,
+            Direction::Invert,
+        ),
+        (
+            "predict",
+            &predict.times,
+            &predict.last,
+            predict.peak_rss,
+            Direction::Predict,
+        ),
+    ];
 
-    let mut predict_times = Vec::with_capacity(args.repeat);
-    let mut predict_rep: Option<GridReport> = None;
-    reset_peak_rss();
-    for i in 0..args.repeat {
-        let stage = ctx
-            .progress
-            .stage(format!("predict run {}/{}", i + 1, args.repeat));
-        let t = Instant::now();
-        let (_vis, rep) = gridder::predict(&block.uvw_r, &block.freq_c, model.view(), &geom, &opts)
-            .map_err(gridder_err)?;
-        predict_times.push(t.elapsed().as_secs_f64());
-        stage.done();
-        predict_rep = Some(rep);
-    }
-    let predict_rss = peak_rss();
-    let Some(predict_rep) = predict_rep else {
-        bail!("--repeat: no runs");
-    };
-
-    let kernel = |times: &[f64], rep: &GridReport, rss: Option<u64>| {
-        let (best, median) = best_median(times);
-        json!({
-            "best_s": best,
-            "median_s": median,
-            "times_s": times,
-            "vis_per_s": nvis as f64 / best,
-            "peak_rss_bytes": rss,
-            "report": serde_json::to_value(rep).unwrap_or(Value::Null),
-        })
-    };
     if args.json {
-        let obj = json!({
+        let mut obj = json!({
             "source": source,
             "nvis": nvis,
             "rows": block.n_rows(),
@@ -373,14 +359,23 @@ pub fn run_kernels(args: &KernelsArgs, ctx: &Context) -> Result<()> {
             "npix": geom.npix_x,
             "cell_rad": geom.cell,
             "cell_arcsec": rad_to_arcsec(geom.cell),
-            "epsilon": args.epsilon,
-            "precision": args.precision.name(),
-            "wstacking": !args.no_wstacking,
-            "threads": args.threads,
+            "epsilon": opts.epsilon,
+            "precision": precision_name(opts.precision),
+            "wstacking": opts.wstacking,
+            "threads": opts.threads,
             "repeat": args.repeat,
-            "invert": kernel(&invert_times, &invert_rep, invert_rss),
-            "predict": kernel(&predict_times, &predict_rep, predict_rss),
         });
+        for (name, times, rep, rss, _) in kernels {
+            let (best, median) = best_median(times);
+            obj[name] = json!({
+                "best_s": best,
+                "median_s": median,
+                "times_s": times,
+                "vis_per_s": nvis as f64 / best,
+                "peak_rss_bytes": rss,
+                "report": serde_json::to_value(rep).unwrap_or(Value::Null),
+            });
+        }
         print_stdout(&format!("{obj}\n"));
         return Ok(());
     }
@@ -391,10 +386,12 @@ pub fn run_kernels(args: &KernelsArgs, ctx: &Context) -> Result<()> {
         match &args.bundle {
             Some(dir) => format!("{}: {} visibilities", dir.display(), count(nvis)),
             None => format!(
-                "LOW rmax {} m, {} times, {} channels 100-150 MHz: {} visibilities",
-                args.rmax,
-                args.times,
-                args.channels,
+                "LOW rmax {} m, {} times, {} channels {:.0}-{:.0} MHz: {} visibilities",
+                scenario.rmax,
+                scenario.ntimes,
+                scenario.nchan,
+                scenario.f_min / 1e6,
+                scenario.f_max / 1e6,
                 count(nvis)
             ),
         },
@@ -402,47 +399,30 @@ pub fn run_kernels(args: &KernelsArgs, ctx: &Context) -> Result<()> {
     s.row(
         "image",
         format!(
-            "{} x {}, cell {:.4} arcsec; {}, epsilon {:e}, {}, threads {}",
+            "{} x {}, cell {:.4} arcsec; {}, threads {}",
             geom.npix_x,
             geom.npix_y,
             rad_to_arcsec(geom.cell),
-            args.precision.name(),
-            args.epsilon,
-            if args.no_wstacking {
-                "no w-stacking"
-            } else {
-                "w-stacking"
-            },
-            if args.threads == 0 {
+            describe_request(&opts),
+            if opts.threads == 0 {
                 "all".to_owned()
             } else {
-                args.threads.to_string()
+                opts.threads.to_string()
             }
         ),
     );
-    for (name, times, rep, rss) in [
-        ("invert", &invert_times, &invert_rep, invert_rss),
-        ("predict", &predict_times, &predict_rep, predict_rss),
-    ] {
+    for (name, times, rep, rss, direction) in kernels {
         let (best, median) = best_median(times);
         s.row(
             name,
             format!(
-                "best {}, median {} of {}: {}\nW {}, sigma {:.3}, grid {} x {}, {} w-planes; \
-                 prepare {}, grid {}, fft {}, correct {}{}",
+                "best {}, median {} of {}: {}\n{}; {}{}",
                 seconds(best),
                 seconds(median),
                 times.len(),
                 rate(nvis as f64, best),
-                rep.support,
-                rep.sigma,
-                rep.nu,
-                rep.nv,
-                rep.nplanes,
-                seconds(rep.times.prepare),
-                seconds(rep.times.grid),
-                seconds(rep.times.fft),
-                seconds(rep.times.correct),
+                describe_layout(rep),
+                describe_phases(rep, direction),
                 rss.map(|b| format!("; peak RSS {}", bytes(b)))
                     .unwrap_or_default()
             ),
@@ -456,50 +436,35 @@ pub fn run_kernels(args: &KernelsArgs, ctx: &Context) -> Result<()> {
 fn write_scenario_bundle(
     args: &KernelsArgs,
     ctx: &Context,
-    dir: &std::path::Path,
+    scenario: &Scenario,
+    dir: &Path,
     block: &VisBlock,
     geom: &ImageGeometry,
 ) -> Result<()> {
-    let s = scenario(args);
+    let mut bench = scenario_json(scenario);
+    bench.extend(
+        [
+            ("npix", json!(geom.npix_x)),
+            ("cell_rad", json!(geom.cell)),
+            ("cell_arcsec", json!(rad_to_arcsec(geom.cell))),
+            ("epsilon", json!(args.gridder.epsilon)),
+            ("command", json!(ctx.command_line)),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
     let mut meta = BundleMeta::for_block(block);
     meta.telescope = Some("LOW".into());
     meta.station_diameter_m = Some(LOW_STATION_DIAMETER);
-    meta.extra.insert(
-        "bench".into(),
-        json!({
-            "npix": geom.npix_x,
-            "cell_rad": geom.cell,
-            "cell_arcsec": rad_to_arcsec(geom.cell),
-            "epsilon": args.epsilon,
-            "rmax_m": s.rmax,
-            "times": s.ntimes,
-            "span_hours": s.span_hours,
-            "channels": s.nchan,
-            "f_min_hz": s.f_min,
-            "f_max_hz": s.f_max,
-            "command": ctx.command_line,
-        }),
-    );
-    let stage = ctx.progress.stage(format!("writing {}", dir.display()));
-    write_bundle(
-        dir,
-        block,
-        &meta,
-        WriteBundleOptions {
-            vis_dtype: VisDtype::Complex128,
-            overwrite: args.overwrite,
-        },
-    )?;
-    stage.done();
+    meta.extra.insert("bench".into(), Value::Object(bench));
+    bundle::write(ctx, dir, block, &meta, VisDtype::Complex128, args.overwrite)?;
     let mut sm = Summary::new();
     sm.row("wrote", dir.display());
     sm.row(
         "data",
         format!(
-            "{} visibilities ({} rows x {} channels)",
+            "{} visibilities ({})",
             count(block.n_vis()),
-            count(block.n_rows()),
-            block.n_chan()
+            rows_by_channels(block)
         ),
     );
     sm.row(

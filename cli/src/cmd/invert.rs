@@ -9,21 +9,22 @@ use aperture_imaging::image::Image;
 use aperture_imaging::weighting::{
     WeightingReport, WeightingScheme, WeightingSpec, imaging_weights,
 };
-use aperture_pipeline::formats::bundle::read_bundle_with_meta;
 use aperture_pipeline::formats::fits::{Bitpix, Card, FitsWriteOptions, write_fits_image};
 use aperture_pipeline::formats::png::{quicklook_path, write_png_quicklook};
 use clap::{Args, ValueEnum};
 
-use crate::common::Context;
-use crate::common::errors::for_option;
+use crate::common::errors::{for_option, for_option_or};
 use crate::common::fits::{fits_text, gridder_cards, history, utc_now};
 use crate::common::fmt::{Summary, count, radec, rate, seconds};
-use crate::common::gridding::GridderArgs;
+use crate::common::gridding::{
+    Direction, GRIDDER_OPTIONS, GridderArgs, describe_layout, describe_phases, describe_request,
+};
 use crate::common::imaging::{
     BYTES_PER_PIXEL, arcsec_to_rad, check_cell, check_memory, check_npix, choose_geometry,
     rad_to_arcsec, station_diameter,
 };
-use crate::common::output::{FileOutputs, check_not_input};
+use crate::common::output::{FileOutputs, OutputId, check_not_input};
+use crate::common::{Context, bundle};
 
 /// Visibility weighting schemes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -151,30 +152,14 @@ pub fn run(args: &InvertArgs, ctx: &Context) -> Result<()> {
     let opts = checked.opts;
 
     // Outputs first: a path problem is reported before minutes of gridding.
-    check_not_input("--out", &args.out, "input bundle", &args.bundle)?;
-    if let Some(p) = &args.psf {
-        check_not_input("--psf", p, "input bundle", &args.bundle)?;
-    }
     let mut outs = FileOutputs::new(args.overwrite);
-    let out_fits = outs.add("--out", &args.out)?;
-    let out_png = outs.add("quick-look of --out", &quicklook_path(&args.out))?;
-    let psf_ids = match &args.psf {
-        Some(p) => Some((
-            outs.add("--psf", p)?,
-            outs.add("quick-look of --psf", &quicklook_path(p))?,
-        )),
+    let dirty_out = ImageOutput::add(&mut outs, "--out", &args.out, &args.bundle)?;
+    let psf_out = match &args.psf {
+        Some(p) => Some(ImageOutput::add(&mut outs, "--psf", p, &args.bundle)?),
         None => None,
     };
 
-    let stage = ctx
-        .progress
-        .stage(format!("reading {}", args.bundle.display()));
-    let (block, meta) = read_bundle_with_meta(&args.bundle)?;
-    stage.done_with(&format!(
-        "{} rows x {} channels",
-        count(block.n_rows()),
-        block.n_chan()
-    ));
+    let (block, meta) = bundle::read(ctx, &args.bundle)?;
 
     let (diameter, default_diameter) = station_diameter(&meta);
     let choice = choose_geometry(&block, diameter, args.npix, checked.cell_rad, &args.bundle)?;
@@ -182,8 +167,8 @@ pub fn run(args: &InvertArgs, ctx: &Context) -> Result<()> {
     tracing::info!(
         npix = geom.npix_x,
         cell_arcsec = rad_to_arcsec(geom.cell),
-        npix_advised = choice.npix_advised,
-        cell_advised = choice.cell_advised,
+        npix_advised = args.npix.is_none(),
+        cell_advised = args.cell.is_none(),
         freq_hz = geom.freq_hz,
         bandwidth_hz = geom.bandwidth_hz,
         "image geometry"
@@ -229,6 +214,7 @@ pub fn run(args: &InvertArgs, ctx: &Context) -> Result<()> {
         );
     }
 
+    let gridder_error = |e| for_option_or(e, GRIDDER_OPTIONS, args.bundle.display());
     let stage = ctx.progress.stage(format!(
         "gridding {} visibilities onto {} x {} pixels",
         count(block.n_vis()),
@@ -243,16 +229,16 @@ pub fn run(args: &InvertArgs, ctx: &Context) -> Result<()> {
         &geom,
         &opts,
     )
-    .map_err(|e| gridder_error(e, &args.bundle))?;
+    .map_err(gridder_error)?;
     let t_dirty = stage.done();
     tracing::debug!(?rep, "dirty image gridder report");
 
-    let psf = match &args.psf {
+    let psf = match &psf_out {
         Some(_) => {
             let stage = ctx.progress.stage("gridding the PSF");
             let (psf, prep) =
                 gridder::psf_image(&block.uvw_r, &block.freq_c, wgt.view(), &geom, &opts)
-                    .map_err(|e| gridder_error(e, &args.bundle))?;
+                    .map_err(gridder_error)?;
             let t = stage.done();
             Some((psf, prep, t))
         }
@@ -296,58 +282,61 @@ pub fn run(args: &InvertArgs, ctx: &Context) -> Result<()> {
     };
 
     let stage = ctx.progress.stage("writing FITS and PNG files");
-    write_fits_image(
-        outs.staged(out_fits),
-        &dirty,
-        &fits_opts(&rep, "dirty image"),
-    )
-    .map_err(|e| write_error(e, "--out", &args.out, outs.staged(out_fits)))?;
-    write_png_quicklook(outs.staged(out_png), &dirty)
-        .map_err(|e| write_error(e, "--out", &quicklook_path(&args.out), outs.staged(out_png)))?;
-    if let (Some((psf, prep, _)), Some((id_fits, id_png)), Some(path)) = (&psf, psf_ids, &args.psf)
-    {
-        write_fits_image(
-            outs.staged(id_fits),
-            psf,
-            &fits_opts(prep, "point-spread function"),
-        )
-        .map_err(|e| write_error(e, "--psf", path, outs.staged(id_fits)))?;
-        write_png_quicklook(outs.staged(id_png), psf)
-            .map_err(|e| write_error(e, "--psf", &quicklook_path(path), outs.staged(id_png)))?;
+    dirty_out.write(&outs, &dirty, &fits_opts(&rep, "dirty image"))?;
+    if let (Some(out), Some((psf, prep, _))) = (&psf_out, &psf) {
+        out.write(&outs, psf, &fits_opts(prep, "point-spread function"))?;
     }
-    outs.commit()?;
+    let written = outs.commit()?;
     stage.done();
 
     summary(
         args,
-        &choice,
+        &checked,
         &wrep,
-        &dirty,
-        &rep,
-        t_dirty,
+        (&dirty, &rep, t_dirty),
         psf.as_ref(),
-        &block.freq_c,
+        block.n_chan(),
+        &written,
     )
     .print();
     Ok(())
 }
 
-/// A gridder failure: names the option when the gridder names a parameter.
-fn gridder_error(e: aperture_imaging::ImagingError, bundle: &Path) -> anyhow::Error {
-    match &e {
-        aperture_imaging::ImagingError::InvalidParameter { name, .. }
-            if ["epsilon", "npix", "cell"].contains(&name.as_str()) =>
-        {
-            for_option(
-                e,
-                &[
-                    ("epsilon", "--epsilon"),
-                    ("npix", "--npix"),
-                    ("cell", "--cell"),
-                ],
-            )
-        }
-        _ => anyhow!("{}: {e}", bundle.display()),
+/// An image product: a FITS file and its PNG quick-look beside it.
+struct ImageOutput<'a> {
+    option: &'static str,
+    path: &'a Path,
+    fits: OutputId,
+    png: OutputId,
+}
+
+impl<'a> ImageOutput<'a> {
+    /// Registers FITS file `path` of `option` and its quick-look, neither touching the
+    /// input `bundle`.
+    fn add(
+        outs: &mut FileOutputs,
+        option: &'static str,
+        path: &'a Path,
+        bundle: &Path,
+    ) -> Result<Self> {
+        check_not_input(option, path, "input bundle", bundle)?;
+        Ok(Self {
+            option,
+            path,
+            fits: outs.add(option, path)?,
+            png: outs.add(&format!("quick-look of {option}"), &quicklook_path(path))?,
+        })
+    }
+
+    /// Writes `img` to the staged FITS file and quick-look.
+    fn write(&self, outs: &FileOutputs, img: &Image, opts: &FitsWriteOptions) -> Result<()> {
+        let staged = outs.staged(self.fits);
+        write_fits_image(staged, img, opts)
+            .map_err(|e| write_error(e, self.option, self.path, staged))?;
+        let staged = outs.staged(self.png);
+        write_png_quicklook(staged, img)
+            .map_err(|e| write_error(e, self.option, &quicklook_path(self.path), staged))?;
+        Ok(())
     }
 }
 
@@ -382,13 +371,12 @@ fn describe(img: &Image, unit: &str) -> (String, f64) {
 
 fn summary(
     args: &InvertArgs,
-    choice: &crate::common::imaging::GeometryChoice,
+    checked: &Checked,
     wrep: &WeightingReport,
-    dirty: &Image,
-    rep: &GridReport,
-    t_dirty: f64,
+    (dirty, rep, t_dirty): (&Image, &GridReport, f64),
     psf: Option<&(Image, GridReport, f64)>,
-    freq_c: &[f64],
+    n_chan: usize,
+    written: &[PathBuf],
 ) -> Summary {
     let g = &dirty.geom;
     let mut s = Summary::new();
@@ -400,9 +388,9 @@ fn summary(
             "{} x {} pixels{}, cell {:.4} arcsec{}, field {:.3} deg",
             g.npix_x,
             g.npix_y,
-            tag(choice.npix_advised),
+            tag(args.npix.is_none()),
             rad_to_arcsec(g.cell),
-            tag(choice.cell_advised),
+            tag(args.cell.is_none()),
             (g.cell * g.npix_x as f64).to_degrees()
         ),
     );
@@ -410,15 +398,14 @@ fn summary(
     s.row(
         "frequency",
         format!(
-            "{:.6} MHz (mean of {} channels), bandwidth {:.6} MHz",
+            "{:.6} MHz (mean of {n_chan} channels), bandwidth {:.6} MHz",
             g.freq_hz / 1e6,
-            freq_c.len(),
             g.bandwidth_hz / 1e6
         ),
     );
     let mut wdesc = args.weighting.name().to_owned();
-    if args.weighting == Weighting::Robust {
-        wdesc.push_str(&format!(" {}", args.robust.unwrap_or(0.0)));
+    if let WeightingScheme::Briggs { robust } = checked.spec.scheme {
+        wdesc.push_str(&format!(" {robust}"));
     }
     if let Some(t) = args.taper {
         wdesc.push_str(&format!(", taper {t} arcsec"));
@@ -442,35 +429,20 @@ fn summary(
     let (peak, rms) = describe(dirty, "Jy/beam");
     s.row("peak", peak);
     s.row("rms", format!("{rms:.6e} Jy/beam"));
-    let o = &args.gridder;
     s.row(
         "gridder",
         format!(
-            "{}, epsilon {:e}, {}; W {}, sigma {:.3}, beta {:.3}, grid {} x {}, {} w-planes",
-            o.precision.name(),
-            o.epsilon,
-            if o.no_wstacking {
-                "no w-stacking"
-            } else {
-                "w-stacking"
-            },
-            rep.support,
-            rep.sigma,
-            rep.beta,
-            rep.nu,
-            rep.nv,
-            rep.nplanes
+            "{}; {}",
+            describe_request(&checked.opts),
+            describe_layout(rep)
         ),
     );
     s.row(
         "timing",
         format!(
-            "dirty {}: prepare {}, grid {}, fft {}, correct {}; {} gridded, {}",
+            "dirty {}: {}; {} gridded, {}",
             seconds(t_dirty),
-            seconds(rep.times.prepare),
-            seconds(rep.times.grid),
-            seconds(rep.times.fft),
-            seconds(rep.times.correct),
+            describe_phases(rep, Direction::Invert),
             count(rep.nvis),
             rate(rep.nvis as f64, rep.times.total)
         ),
@@ -485,10 +457,6 @@ fn summary(
                 seconds(*t)
             ),
         );
-    }
-    let mut written = vec![args.out.clone(), quicklook_path(&args.out)];
-    if let Some(p) = &args.psf {
-        written.extend([p.clone(), quicklook_path(p)]);
     }
     s.row(
         "wrote",

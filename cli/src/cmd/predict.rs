@@ -3,22 +3,21 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use aperture_imaging::coords::RaDec;
 use aperture_imaging::gridder;
-use aperture_pipeline::formats::bundle::{
-    VisDtype, WriteBundleOptions, read_bundle_with_meta, write_bundle,
-};
 use aperture_pipeline::formats::fits::read_fits_image;
 use clap::Args;
 use serde_json::json;
 
-use crate::common::Context;
-use crate::common::errors::for_option;
-use crate::common::fmt::{Summary, count, radec, rate, seconds};
-use crate::common::gridding::{GridderArgs, PrecisionArg};
+use crate::common::errors::for_option_or;
+use crate::common::fmt::{Summary, count, radec, rate, rows_by_channels, seconds};
+use crate::common::gridding::{
+    Direction, GridderArgs, describe_layout, describe_phases, describe_request, precision_name,
+};
 use crate::common::imaging::{BYTES_PER_PIXEL, check_memory, rad_to_arcsec};
 use crate::common::output::{check_bundle_output, check_not_input, resolved};
+use crate::common::{Context, bundle};
 
 /// Largest angle (radians) between the model's reference direction (CRVAL) and the
 /// bundle's phase centre.
@@ -83,15 +82,7 @@ pub fn run(args: &PredictArgs, ctx: &Context) -> Result<()> {
         &format!("--model {}", args.model.display()),
     )?;
 
-    let stage = ctx
-        .progress
-        .stage(format!("reading {}", args.bundle.display()));
-    let (mut block, mut meta) = read_bundle_with_meta(&args.bundle)?;
-    stage.done_with(&format!(
-        "{} rows x {} channels",
-        count(block.n_rows()),
-        block.n_chan()
-    ));
+    let (mut block, mut meta) = bundle::read(ctx, &args.bundle)?;
 
     let sep = separation(model.geom.phase_centre, block.phase_centre);
     if sep.is_nan() || sep > PHASE_CENTRE_TOL_RAD {
@@ -127,11 +118,13 @@ pub fn run(args: &PredictArgs, ctx: &Context) -> Result<()> {
         &model.geom,
         &opts,
     )
-    .map_err(|e| match &e {
-        aperture_imaging::ImagingError::InvalidParameter { name, .. } if name == "epsilon" => {
-            for_option(e, &[("epsilon", "--epsilon")])
-        }
-        _ => anyhow!("--model {}: {e}", args.model.display()),
+    .map_err(|e| {
+        // npix and cell are the model's, not options.
+        for_option_or(
+            e,
+            &[("epsilon", "--epsilon")],
+            format_args!("--model {}", args.model.display()),
+        )
     })?;
     let t_predict = stage.done();
     tracing::debug!(?rep, "predict gridder report");
@@ -144,28 +137,19 @@ pub fn run(args: &PredictArgs, ctx: &Context) -> Result<()> {
             "model": resolved(&args.model).display().to_string(),
             "bundle": resolved(&args.bundle).display().to_string(),
             "epsilon": opts.epsilon,
-            "precision": args.gridder.precision.name(),
+            "precision": precision_name(opts.precision),
             "wstacking": opts.wstacking,
             "command": ctx.command_line,
         }),
     );
-    let vis_dtype = match args.gridder.precision {
-        PrecisionArg::F32 => VisDtype::Complex64,
-        PrecisionArg::F64 => VisDtype::Complex128,
-    };
-    let stage = ctx
-        .progress
-        .stage(format!("writing {}", args.out.display()));
-    write_bundle(
+    bundle::write(
+        ctx,
         &args.out,
         &block,
         &meta,
-        WriteBundleOptions {
-            vis_dtype,
-            overwrite: args.overwrite,
-        },
+        args.gridder.precision.vis_dtype(),
+        args.overwrite,
     )?;
-    stage.done();
 
     let g = &model.geom;
     let flux: f64 = model.data_yx.sum();
@@ -185,40 +169,21 @@ pub fn run(args: &PredictArgs, ctx: &Context) -> Result<()> {
     s.row(
         "visibilities",
         format!(
-            "{} ({} rows x {} channels), max |V| {max_amp:.6} Jy",
+            "{} ({}), max |V| {max_amp:.6} Jy",
             count(block.n_vis()),
-            count(block.n_rows()),
-            block.n_chan()
+            rows_by_channels(&block)
         ),
     );
     s.row(
         "gridder",
-        format!(
-            "{}, epsilon {:e}, {}; W {}, sigma {:.3}, beta {:.3}, grid {} x {}, {} w-planes",
-            args.gridder.precision.name(),
-            opts.epsilon,
-            if opts.wstacking {
-                "w-stacking"
-            } else {
-                "no w-stacking"
-            },
-            rep.support,
-            rep.sigma,
-            rep.beta,
-            rep.nu,
-            rep.nv,
-            rep.nplanes
-        ),
+        format!("{}; {}", describe_request(&opts), describe_layout(&rep)),
     );
     s.row(
         "timing",
         format!(
-            "predict {}: prepare {}, fft {}, degrid {}, correct {}; {}",
+            "predict {}: {}; {}",
             seconds(t_predict),
-            seconds(rep.times.prepare),
-            seconds(rep.times.fft),
-            seconds(rep.times.grid),
-            seconds(rep.times.correct),
+            describe_phases(&rep, Direction::Predict),
             rate(rep.nvis as f64, rep.times.total)
         ),
     );

@@ -13,18 +13,16 @@ use aperture_imaging::sim::{
     random_sky_on_pixels, simulate_block,
 };
 use aperture_imaging::{ImagingError, SPEED_OF_LIGHT};
-use aperture_pipeline::formats::bundle::{
-    BundleMeta, PhaseCentreDeg, VisDtype, WriteBundleOptions, write_bundle,
-};
+use aperture_pipeline::formats::bundle::{BundleMeta, PhaseCentreDeg};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::common::Context;
 use crate::common::errors::for_option;
 use crate::common::fmt::{Summary, count, radec};
 use crate::common::gridding::PrecisionArg;
 use crate::common::imaging::{GeometryChoice, check_memory, choose_geometry, rad_to_arcsec};
 use crate::common::output::check_bundle_output;
+use crate::common::{Context, bundle};
 
 /// The built-in array layouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -430,9 +428,12 @@ pub fn run(args: &SimulateArgs, ctx: &Context) -> Result<()> {
         config.len(),
         args.times
     ));
+    // The uvw first (an empty sky): the sources go on the pixels of the image advised
+    // for them.
+    let ref_freq = 0.5 * (setup.f_min + setup.f_max);
     let empty = SkyModel {
         sources: Vec::new(),
-        ref_freq_hz: 0.5 * (setup.f_min + setup.f_max),
+        ref_freq_hz: ref_freq,
     };
     let mut block = simulate_block(&config, phase_centre, &hour_angles, &freq_c, &empty, 0.0, 0)
         .map_err(|e| anyhow!("simulating {}: {e}", config.name))?;
@@ -451,7 +452,7 @@ pub fn run(args: &SimulateArgs, ctx: &Context) -> Result<()> {
         cell_arcsec = rad_to_arcsec(geom.cell),
         "advised image (sources are placed on its pixel centres)"
     );
-    let sky = build_sky(args, &geom, empty.ref_freq_hz)?;
+    let sky = build_sky(args, &geom, ref_freq)?;
 
     let stage = ctx.progress.stage(format!(
         "predicting {} sources at {} visibilities (exact DFT)",
@@ -522,7 +523,7 @@ pub fn run(args: &SimulateArgs, ctx: &Context) -> Result<()> {
         json!({
             "npix": geom.npix_x,
             "cell_rad": geom.cell,
-            "cell_arcsec": geom.cell.to_degrees() * 3600.0,
+            "cell_arcsec": rad_to_arcsec(geom.cell),
         }),
     );
     extra.insert(
@@ -536,23 +537,14 @@ pub fn run(args: &SimulateArgs, ctx: &Context) -> Result<()> {
         }),
     );
 
-    let stage = ctx
-        .progress
-        .stage(format!("writing {}", args.out.display()));
-    let vis_dtype = match args.precision {
-        PrecisionArg::F32 => VisDtype::Complex64,
-        PrecisionArg::F64 => VisDtype::Complex128,
-    };
-    write_bundle(
+    bundle::write(
+        ctx,
         &args.out,
         &block,
         &meta,
-        WriteBundleOptions {
-            vis_dtype,
-            overwrite: args.overwrite,
-        },
+        args.precision.vis_dtype(),
+        args.overwrite,
     )?;
-    stage.done();
 
     let longest = block
         .uvw_r

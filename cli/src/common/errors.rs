@@ -1,6 +1,7 @@
 //! One-line error messages. Every failure ends as `error: <message>` on stderr and exit
 //! code 2; messages name the option (`--npix 1023: …`) or the file (`b/vis.npy: …`).
 
+use std::fmt::Display;
 use std::process::ExitCode;
 
 use anyhow::{Error, anyhow};
@@ -67,12 +68,25 @@ fn clap_one_line(e: &clap::Error) -> String {
 /// Turns an [`ImagingError`] about a named parameter into `"<option>: <reason>"` using
 /// `names` (parameter name → command-line option); other errors pass through.
 pub fn for_option(e: ImagingError, names: &[(&str, &str)]) -> Error {
-    if let ImagingError::InvalidParameter { name, reason } = &e
-        && let Some((_, opt)) = names.iter().find(|(n, _)| n == name)
-    {
-        return anyhow!("{opt}: {reason}");
+    match renamed(&e, names) {
+        Some(named) => named,
+        None => Error::new(e),
     }
-    Error::new(e)
+}
+
+/// Like [`for_option`], but an error about no listed parameter is put in `context`:
+/// `"<context>: <error>"` (e.g. the file whose data the computation failed on).
+pub fn for_option_or(e: ImagingError, names: &[(&str, &str)], context: impl Display) -> Error {
+    renamed(&e, names).unwrap_or_else(|| anyhow!("{context}: {e}"))
+}
+
+/// `"<option>: <reason>"` when `e` is about a parameter listed in `names`.
+fn renamed(e: &ImagingError, names: &[(&str, &str)]) -> Option<Error> {
+    let ImagingError::InvalidParameter { name, reason } = e else {
+        return None;
+    };
+    let (_, opt) = names.iter().find(|(n, _)| n == name)?;
+    Some(anyhow!("{opt}: {reason}"))
 }
 
 #[cfg(test)]
@@ -94,5 +108,17 @@ mod tests {
         assert_eq!(e.to_string(), "--fmin: 0 Hz; must be positive");
         let e = for_option(ImagingError::invalid("x", "y"), &[("f_min", "--fmin")]);
         assert_eq!(e.to_string(), "invalid x: y");
+        let e = for_option_or(
+            ImagingError::invalid("x", "y"),
+            &[("f_min", "--fmin")],
+            "b/",
+        );
+        assert_eq!(e.to_string(), "b/: invalid x: y");
+        let e = for_option_or(
+            ImagingError::invalid("f_min", "y"),
+            &[("f_min", "--fmin")],
+            "b/",
+        );
+        assert_eq!(e.to_string(), "--fmin: y");
     }
 }

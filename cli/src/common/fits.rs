@@ -4,8 +4,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aperture_imaging::gridder::{GridReport, GridderOptions, Precision};
+use aperture_imaging::gridder::{GridReport, GridderOptions};
 use aperture_pipeline::formats::fits::Card;
+
+use super::gridding::precision_name;
 
 /// The current UTC time as `YYYY-MM-DDThh:mm:ss` (FITS `DATE`); `None` if the clock is
 /// before 1970.
@@ -60,17 +62,17 @@ pub fn history(command_line: &str) -> Vec<Card> {
 
 /// Cards recording the gridder's request and choices.
 pub fn gridder_cards(opts: &GridderOptions, rep: &GridReport) -> Vec<Card> {
-    let precision = match opts.precision {
-        Precision::F32 => "f32",
-        Precision::F64 => "f64",
-    };
     vec![
         Card::new(
             "EPSILON",
             opts.epsilon,
             "requested accuracy (relative L2 vs DFT)",
         ),
-        Card::new("PRECISN", precision, "gridder floating-point precision"),
+        Card::new(
+            "PRECISN",
+            precision_name(opts.precision),
+            "gridder floating-point precision",
+        ),
         Card::new("WSTACK", opts.wstacking, "w-stacking wide-field correction"),
         Card::new("NVIS", rep.nvis as i64, "visibility samples gridded"),
         Card::new(

@@ -4,6 +4,8 @@
 use std::fmt::Display;
 use std::io::Write;
 
+use aperture_imaging::vis::VisBlock;
+
 /// A results summary printed to stdout as aligned `key  value` lines.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -65,6 +67,15 @@ pub fn count(n: usize) -> String {
         out.push(c);
     }
     out
+}
+
+/// The shape of a block: `1,434,888 rows x 8 channels`.
+pub fn rows_by_channels(block: &VisBlock) -> String {
+    format!(
+        "{} rows x {} channels",
+        count(block.n_rows()),
+        block.n_chan()
+    )
 }
 
 /// A rate in visibilities per second: `1.23 M vis/s`.

@@ -12,6 +12,7 @@ use aperture_imaging::vis::VisBlock;
 use aperture_pipeline::formats::bundle::BundleMeta;
 
 use super::fmt::bytes;
+use super::runtime::proc_bytes;
 
 /// Station diameter assumed when a bundle's `meta.json` gives none (SKA-Low, m).
 pub const DEFAULT_DIAMETER_M: f64 = 35.0;
@@ -65,8 +66,6 @@ pub struct GeometryChoice {
     pub geom: ImageGeometry,
     /// The advice, when any default was needed.
     pub advice: Option<WideFieldAdvice>,
-    pub npix_advised: bool,
-    pub cell_advised: bool,
     /// True when the advised field was limited to ±[`MAX_ADVISED_HALF_EXTENT`].
     pub field_limited: bool,
 }
@@ -106,8 +105,6 @@ pub fn choose_geometry(
     Ok(GeometryChoice {
         geom,
         advice,
-        npix_advised: npix.is_none(),
-        cell_advised: cell_rad.is_none(),
         field_limited,
     })
 }
@@ -174,17 +171,10 @@ pub fn check_cell(cell_arcsec: Option<f64>) -> Result<Option<f64>> {
     }
 }
 
-/// Memory the system can still give, from `/proc/meminfo` (`None` where unknown).
-pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// Errors (naming `what`) when `need` bytes clearly exceed the available memory.
+/// Errors (naming `what`) when `need` bytes clearly exceed the memory the system can
+/// still give (`MemAvailable`; no check where that is unknown).
 pub fn check_memory(need: f64, what: &str) -> Result<()> {
-    if let Some(avail) = available_memory()
+    if let Some(avail) = proc_bytes("/proc/meminfo", "MemAvailable:")
         && need > avail as f64
     {
         bail!(

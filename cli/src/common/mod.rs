@@ -1,6 +1,8 @@
-//! Helpers shared by the subcommands: one-line errors, output files, progress lines,
-//! imaging defaults, FITS cards and result formatting.
+//! Helpers shared by the subcommands: one-line errors, output files, bundle reading and
+//! writing, progress lines, gridder options, imaging defaults, FITS cards and result
+//! formatting.
 
+pub mod bundle;
 pub mod errors;
 pub mod fits;
 pub mod fmt;

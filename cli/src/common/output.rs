@@ -153,9 +153,10 @@ impl FileOutputs {
         &self.entries[id.0].staged
     }
 
-    /// Renames every written output into place. If a rename fails, the outputs already
-    /// renamed and the remaining temporaries are removed.
-    pub fn commit(mut self) -> Result<()> {
+    /// Renames every written output into place and returns their paths, in the order
+    /// they were added. If a rename fails, the outputs already renamed and the remaining
+    /// temporaries are removed.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>> {
         for i in 0..self.entries.len() {
             let e = &self.entries[i];
             if let Err(err) = fs::rename(&e.staged, &e.path) {
@@ -171,7 +172,7 @@ impl FileOutputs {
             }
         }
         self.committed = true;
-        Ok(())
+        Ok(self.entries.iter().map(|e| e.path.clone()).collect())
     }
 }
 
@@ -277,8 +278,9 @@ mod tests {
         );
         fs::write(outs.staged(ia), b"x").unwrap();
         fs::write(outs.staged(ib), b"y").unwrap();
-        outs.commit().unwrap();
+        assert_eq!(outs.commit().unwrap(), [a.clone(), b.clone()]);
         assert_eq!(fs::read(&a).unwrap(), b"x");
+        assert_eq!(fs::read(&b).unwrap(), b"y");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
         // Exists without --overwrite.
         let e = FileOutputs::new(false).add("--out", &a).unwrap_err();

@@ -1,5 +1,6 @@
-//! Process set-up: logging to stderr, the one-line panic report, and the command line as
-//! typed (for provenance in FITS headers and bundle metadata).
+//! Process set-up: logging to stderr, the one-line panic report, the command line as
+//! typed (for provenance in FITS headers and bundle metadata), and memory figures from
+//! `/proc`.
 
 use std::io::IsTerminal;
 
@@ -62,4 +63,28 @@ pub fn command_line() -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A `Key:   1234 kB` value of a Linux `/proc` file (`key` with its colon), in bytes;
+/// `None` where the file or the key is missing.
+pub fn proc_bytes(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    let kib: u64 = line[key.len()..].split_whitespace().next()?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_values_are_bytes() {
+        assert_eq!(proc_bytes("/nonexistent", "VmHWM:"), None);
+        if std::path::Path::new("/proc/self/status").exists() {
+            let hwm = proc_bytes("/proc/self/status", "VmHWM:").unwrap();
+            assert!(hwm > 0 && hwm.is_multiple_of(1024), "{hwm}");
+            assert_eq!(proc_bytes("/proc/self/status", "NoSuchKey:"), None);
+        }
+    }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -11,13 +12,36 @@ use std::process::{Command, Output};
 pub fn aperture<I, S>(args: I) -> Output
 where
     I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
+    S: AsRef<OsStr>,
+{
+    aperture_in(Path::new("."), args)
+}
+
+/// Runs `aperture` with `args` in directory `dir` (quietly).
+pub fn aperture_in<I, S>(dir: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
 {
     Command::new(env!("CARGO_BIN_EXE_aperture"))
+        .current_dir(dir)
         .arg("--quiet")
         .args(args)
         .output()
         .expect("running the aperture binary")
+}
+
+/// Runs `aperture invert BUNDLE EXTRA... --out OUT`.
+pub fn invert(bundle: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["invert", arg(bundle)];
+    args.extend(extra);
+    args.extend(["--out", arg(out)]);
+    aperture(args)
+}
+
+/// A path as a command-line argument (temporary paths are UTF-8).
+pub fn arg(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -94,12 +118,11 @@ pub const SMALL: [&str; 10] = [
 
 /// Simulates the small observation into `out` with `extra` arguments.
 pub fn simulate(out: &Path, extra: &[&str]) {
-    let mut args: Vec<String> = vec!["simulate".into()];
-    args.extend(SMALL.iter().map(|s| s.to_string()));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push("--out".into());
-    args.push(out.display().to_string());
-    assert_ok(&aperture(&args));
+    let mut args = vec!["simulate"];
+    args.extend(SMALL);
+    args.extend(extra);
+    args.extend(["--out", arg(out)]);
+    assert_ok(&aperture(args));
 }
 
 /// Copies a bundle directory (flat) to `to`.
