@@ -253,6 +253,7 @@ fn largest_235_even_at_most(cap: usize) -> usize {
 mod tests {
     use super::*;
     use crate::coords::{RaDec, UvwMetres};
+    use crate::sim::invalid_name as name;
 
     fn is_smooth(mut n: usize, primes: &[usize]) -> bool {
         for &p in primes {
@@ -347,10 +348,6 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        let name = |r: Result<WideFieldAdvice, ImagingError>| match r {
-            Err(ImagingError::InvalidParameter { name, .. }) => name,
-            other => format!("{other:?}"),
-        };
         let d = AdviceParams::default();
         assert_eq!(
             name(advise_wide_field(0.0, 0.0, 35.0, 3.0, &d)),

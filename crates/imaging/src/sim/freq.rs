@@ -86,8 +86,13 @@ impl FrequencySetup {
 
     /// Centre frequencies of all channels, Hz, ascending.
     pub fn freq_c(&self) -> Result<Vec<f64>, ImagingError> {
+        self.centres(0..self.n_chan())
+    }
+
+    /// Centre frequencies of `channels`, Hz.
+    fn centres(&self, channels: Range<usize>) -> Result<Vec<f64>, ImagingError> {
         let dnu = self.channel_width()?;
-        Ok((0..self.n_chan())
+        Ok(channels
             .map(|k| self.f_min + (k as f64 + 0.5) * dnu)
             .collect())
     }
@@ -119,17 +124,14 @@ impl FrequencySetup {
 
     /// Centre frequencies of the channels of window `window`, Hz.
     pub fn window_freq_c(&self, window: usize) -> Result<Vec<f64>, ImagingError> {
-        let dnu = self.channel_width()?;
-        Ok(self
-            .channels_of(window)?
-            .map(|k| self.f_min + (k as f64 + 0.5) * dnu)
-            .collect())
+        self.centres(self.channels_of(window)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::invalid_name as name;
 
     #[test]
     fn channels_tile_the_band() {
@@ -153,10 +155,6 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let name = |r: Result<FrequencySetup, ImagingError>| match r {
-            Err(ImagingError::InvalidParameter { name, .. }) => name,
-            other => format!("{other:?}"),
-        };
         assert_eq!(name(FrequencySetup::new(0, 1, 1e8, 2e8)), "windows");
         assert_eq!(
             name(FrequencySetup::new(1, 0, 1e8, 2e8)),

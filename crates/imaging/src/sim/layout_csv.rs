@@ -5,6 +5,8 @@
 //! The header line is required (column order free, names case-insensitive); blank lines
 //! and lines starting with `#` are skipped. Errors name the line (1-based) and column.
 
+use std::collections::HashMap;
+
 use crate::ImagingError;
 use crate::antenna::{Antenna, AntennaConfig};
 use crate::coords::{EarthLocation, Enu, Xyz};
@@ -60,8 +62,9 @@ pub fn config_from_csv(
         .ok_or_else(|| ImagingError::invalid("csv", "no header line"))?;
     let cols = parse_header(header_line, header)?;
 
-    let mut names: Vec<(String, usize)> = Vec::new();
-    let mut rows: Vec<([f64; 3], f64)> = Vec::new();
+    // Antenna name → the line that defined it, to report duplicates.
+    let mut defined: HashMap<&str, usize> = HashMap::new();
+    let mut rows: Vec<(String, [f64; 3], f64)> = Vec::new();
     for (line, l) in lines {
         let fields: Vec<&str> = l.split(',').map(str::trim).collect();
         if fields.len() != cols.width {
@@ -74,7 +77,7 @@ pub fn config_from_csv(
         if ant_name.is_empty() {
             return Err(field_err(line, &cols, cols.name, "empty antenna name"));
         }
-        if let Some((_, first)) = names.iter().find(|(n, _)| n == ant_name) {
+        if let Some(first) = defined.insert(ant_name, line) {
             return Err(field_err(
                 line,
                 &cols,
@@ -115,8 +118,7 @@ pub fn config_from_csv(
                 ));
             }
         }
-        names.push((ant_name.to_string(), line));
-        rows.push((p, diameter));
+        rows.push((ant_name.to_string(), p, diameter));
     }
     if rows.is_empty() {
         return Err(ImagingError::invalid(
@@ -125,51 +127,37 @@ pub fn config_from_csv(
         ));
     }
 
-    let (location, enus): (EarthLocation, Vec<Enu>) = match cols.frame {
-        Frame::Enu => {
-            let site = site.ok_or_else(|| {
-                ImagingError::invalid("site", "ENU (e,n,u) columns need the array's site")
-            })?;
-            let enus = rows
-                .iter()
-                .map(|(p, _)| Enu {
-                    e: p[0],
-                    n: p[1],
-                    u: p[2],
-                })
-                .collect();
-            (site, enus)
-        }
-        Frame::Itrf => {
+    let location = match cols.frame {
+        Frame::Enu => site.ok_or_else(|| {
+            ImagingError::invalid("site", "ENU (e,n,u) columns need the array's site")
+        })?,
+        Frame::Itrf => site.unwrap_or_else(|| {
             let nf = rows.len() as f64;
-            let mean = rows.iter().fold(Xyz::default(), |m, (p, _)| Xyz {
+            let mean = rows.iter().fold(Xyz::default(), |m, (_, p, _)| Xyz {
                 x: m.x + p[0] / nf,
                 y: m.y + p[1] / nf,
                 z: m.z + p[2] / nf,
             });
-            let site = site.unwrap_or_else(|| EarthLocation::from_xyz(mean));
-            let origin = site.to_xyz();
-            let enus = rows
-                .iter()
-                .map(|(p, _)| {
-                    site.xyz_offset_to_enu(Xyz {
-                        x: p[0] - origin.x,
-                        y: p[1] - origin.y,
-                        z: p[2] - origin.z,
-                    })
-                })
-                .collect();
-            (site, enus)
-        }
+            EarthLocation::from_xyz(mean)
+        }),
     };
-    let antennas = names
+    let origin = location.to_xyz();
+    let antennas = rows
         .into_iter()
-        .zip(enus)
-        .zip(rows)
-        .map(|(((name, _), enu), (_, diameter))| Antenna {
-            name,
-            enu,
-            diameter,
+        .map(|(name, [a, b, c], diameter)| {
+            let enu = match cols.frame {
+                Frame::Enu => Enu { e: a, n: b, u: c },
+                Frame::Itrf => location.xyz_offset_to_enu(Xyz {
+                    x: a - origin.x,
+                    y: b - origin.y,
+                    z: c - origin.z,
+                }),
+            };
+            Antenna {
+                name,
+                enu,
+                diameter,
+            }
         })
         .collect();
     Ok(AntennaConfig {
@@ -255,16 +243,14 @@ fn field_err(line: usize, cols: &Columns, c: usize, reason: impl Into<String>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::invalid_name;
 
     fn site() -> EarthLocation {
         EarthLocation::from_degrees(116.7644, -26.8247, 377.0)
     }
 
-    fn err_name(r: Result<AntennaConfig, ImagingError>) -> String {
-        match r {
-            Err(ImagingError::InvalidParameter { name, .. }) => name,
-            other => panic!("expected InvalidParameter, got {other:?}"),
-        }
+    fn enu(e: f64, n: f64, u: f64) -> Enu {
+        Enu { e, n, u }
     }
 
     #[test]
@@ -273,16 +259,15 @@ mod tests {
             "# my array\nname, n, e, u, diameter\n\nA1, 10, 20, 1.5, 12\r\n# skip\nA2,-5,0,0,14\n";
         let c = config_from_csv(text, "mine", 35.0, Some(site())).unwrap();
         assert_eq!(c.name, "mine");
-        assert_eq!(c.len(), 2);
+        assert_eq!(c.location, site());
+        let names: Vec<&str> = c.antennas.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["A1", "A2"]);
+        assert_eq!(c.antennas[0].enu, enu(20.0, 10.0, 1.5));
+        assert_eq!(c.antennas[1].enu, enu(0.0, -5.0, 0.0));
         assert_eq!(
-            c.antennas[0].enu,
-            Enu {
-                e: 20.0,
-                n: 10.0,
-                u: 1.5
-            }
+            (c.antennas[0].diameter, c.antennas[1].diameter),
+            (12.0, 14.0)
         );
-        assert_eq!(c.antennas[1].diameter, 14.0);
         let c = config_from_csv("NAME,E,N,U\nx,1,2,3\n", "m", 35.0, Some(site())).unwrap();
         assert_eq!(c.antennas[0].diameter, 35.0);
     }
@@ -293,104 +278,80 @@ mod tests {
         let s = site();
         let o = s.to_xyz();
         let enus = [
-            Enu {
-                e: 1000.0,
-                n: 0.0,
-                u: 0.0,
-            },
-            Enu {
-                e: -1000.0,
-                n: 0.0,
-                u: 0.0,
-            },
-            Enu {
-                e: 0.0,
-                n: 500.0,
-                u: 2.0,
-            },
-            Enu {
-                e: 0.0,
-                n: -500.0,
-                u: -2.0,
-            },
+            enu(1000.0, 0.0, 0.0),
+            enu(-1000.0, 0.0, 0.0),
+            enu(0.0, 500.0, 2.0),
+            enu(0.0, -500.0, -2.0),
         ];
         let mut text = String::from("name,x,y,z\n");
         for (i, p) in enus.iter().enumerate() {
             let d = s.enu_to_xyz_offset(*p);
             text += &format!("s{i},{:.6},{:.6},{:.6}\n", o.x + d.x, o.y + d.y, o.z + d.z);
         }
-        // With the site given, the ENU offsets come back (µm from the 6-decimal text).
+        // The text keeps 1 µm: each coordinate is off by ≤ 0.5 µm, so a rotated offset by
+        // ≤ √3 · 0.5 µm < 1 µm; the arithmetic adds ~1e-16 × 6.4e6 m ≈ 1 nm.
+        let close = |c: &AntennaConfig| {
+            c.antennas.iter().zip(&enus).all(|(a, p)| {
+                let d = [a.enu.e - p.e, a.enu.n - p.n, a.enu.u - p.u];
+                d.iter().all(|x| x.abs() < 1e-6)
+            })
+        };
         let c = config_from_csv(&text, "itrf", 35.0, Some(s)).unwrap();
-        for (a, p) in c.antennas.iter().zip(&enus) {
-            assert!((a.enu.e - p.e).abs() < 1e-5 && (a.enu.n - p.n).abs() < 1e-5);
-            assert!((a.enu.u - p.u).abs() < 1e-5);
-        }
-        // Without a site, the mean of the rows (= the site, as the offsets sum to zero) is
-        // used: same answer to sub-millimetre.
+        assert_eq!(c.location, s);
+        assert!(close(&c), "{:?}", c.antennas);
+        // Without a site, the geodetic position of the mean of the rows is used; the offsets
+        // sum to zero, so that is the site again (to the text's µm and from_xyz's rounding).
         let c = config_from_csv(&text, "itrf", 35.0, None).unwrap();
-        assert!((c.location.lat - s.lat).abs() < 1e-9 && (c.location.lon - s.lon).abs() < 1e-9);
-        for (a, p) in c.antennas.iter().zip(&enus) {
-            assert!((a.enu.e - p.e).abs() < 1e-3 && (a.enu.n - p.n).abs() < 1e-3);
-        }
+        assert!((c.location.lat - s.lat).abs() < 1e-12 && (c.location.lon - s.lon).abs() < 1e-12);
+        assert!((c.location.height - s.height).abs() < 1e-6);
+        assert!(close(&c), "{:?}", c.antennas);
     }
 
     #[test]
     fn errors_name_line_and_column() {
-        let s = Some(site());
-        assert_eq!(
-            err_name(config_from_csv("name,e,n,u\na,1,zz,3\n", "m", 35.0, s)),
-            "line 2, column 3 (n)"
-        );
-        assert_eq!(
-            err_name(config_from_csv("# c\nname,e,n,q\n", "m", 35.0, s)),
-            "line 2, column 4"
-        );
-        assert_eq!(
-            err_name(config_from_csv("name,e,n,u\na,1,2\n", "m", 35.0, s)),
-            "line 2"
-        );
-        assert_eq!(
-            err_name(config_from_csv(
+        // (csv text, default diameter, site given, the name the error must carry)
+        let cases = [
+            ("name,e,n,u\na,1,zz,3\n", 35.0, true, "line 2, column 3 (n)"),
+            ("# c\nname,e,n,q\n", 35.0, true, "line 2, column 4"),
+            ("name,e,n,n\n", 35.0, true, "line 1, column 4"),
+            ("name,e,n,u\na,1,2\n", 35.0, true, "line 2"),
+            (
                 "name,e,n,u,diameter\na,1,2,3,-1\n",
-                "m",
                 35.0,
-                s
-            )),
-            "line 2, column 5 (diameter)"
-        );
-        assert_eq!(
-            err_name(config_from_csv(
+                true,
+                "line 2, column 5 (diameter)",
+            ),
+            (
                 "name,e,n,u\na,1,2,3\na,4,5,6\n",
-                "m",
                 35.0,
-                s
-            )),
-            "line 3, column 1 (name)"
-        );
-        assert_eq!(
-            err_name(config_from_csv("name,e,n,u\na,1,2,inf\n", "m", 35.0, s)),
-            "line 2, column 4 (u)"
-        );
-        assert_eq!(
-            err_name(config_from_csv("name,e,n,u\na,1,2,3\n", "m", 35.0, None)),
-            "site"
-        );
-        assert_eq!(
-            err_name(config_from_csv("name,x,y,z\na,1,2,3\n", "m", 35.0, None)),
-            "line 2, column 2 (x)"
-        );
-        assert_eq!(
-            err_name(config_from_csv("name,e,n,x\n", "m", 35.0, s)),
-            "line 1"
-        );
-        assert_eq!(
-            err_name(config_from_csv("name,e,n,u\n", "m", 35.0, s)),
-            "csv"
-        );
-        assert_eq!(err_name(config_from_csv("", "m", 35.0, s)), "csv");
-        assert_eq!(
-            err_name(config_from_csv("name,e,n,u\na,1,2,3\n", "m", 0.0, s)),
-            "default_diameter"
-        );
+                true,
+                "line 3, column 1 (name)",
+            ),
+            (
+                "name,e,n,u\n,1,2,3\n",
+                35.0,
+                true,
+                "line 2, column 1 (name)",
+            ),
+            (
+                "name,e,n,u\na,1,2,inf\n",
+                35.0,
+                true,
+                "line 2, column 4 (u)",
+            ),
+            ("name,e,n,u\na,1,2,3\n", 35.0, false, "site"),
+            ("name,x,y,z\na,1,2,3\n", 35.0, false, "line 2, column 2 (x)"),
+            ("name,e,n,x\n", 35.0, true, "line 1"),
+            ("name,e,n\n", 35.0, true, "line 1"),
+            ("e,n,u\n", 35.0, true, "line 1"),
+            ("name,e,n,u\n", 35.0, true, "csv"),
+            ("", 35.0, true, "csv"),
+            ("name,e,n,u\na,1,2,3\n", 0.0, true, "default_diameter"),
+        ];
+        for (text, diameter, with_site, want) in cases {
+            let site = with_site.then(site);
+            let got = invalid_name(config_from_csv(text, "m", diameter, site));
+            assert_eq!(got, want, "{text:?}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 use super::detmath;
 use super::rng::Rng;
 use crate::ImagingError;
-use crate::antenna::AntennaConfig;
+use crate::antenna::{Antenna, AntennaConfig};
 use crate::coords::Enu;
 
 /// Mean Earth radius (IUGG), m: the curvature used for the up coordinate.
@@ -48,9 +48,51 @@ pub struct SpiralArms {
 pub struct LayoutSpec {
     pub bands: Vec<Band>,
     pub arms: SpiralArms,
-    /// Minimum distance between station centres, m (3-D, effectively horizontal).
+    /// Minimum horizontal distance between station centres, m.
     pub min_separation: f64,
     pub seed: u64,
+}
+
+impl LayoutSpec {
+    /// A spec whose bands run between consecutive cumulative `anchors` (radius m, stations
+    /// within it): uniform discs out to `disc_max_r` m, spiral arms beyond. The radii must
+    /// increase (checked by [`generate`]) and the counts must not decrease.
+    pub fn anchored(
+        anchors: impl IntoIterator<Item = (f64, usize)>,
+        disc_max_r: f64,
+        arms: SpiralArms,
+        min_separation: f64,
+        seed: u64,
+    ) -> Result<Self, ImagingError> {
+        let mut bands = Vec::new();
+        let (mut r_prev, mut n_prev) = (0.0, 0);
+        for (i, (r, n)) in anchors.into_iter().enumerate() {
+            let count = n.checked_sub(n_prev).ok_or_else(|| {
+                ImagingError::invalid(
+                    format!("anchors[{i}]"),
+                    format!("{n} stations within {r} m is fewer than {n_prev} within {r_prev} m"),
+                )
+            })?;
+            let shape = if r <= disc_max_r {
+                BandShape::Disc
+            } else {
+                BandShape::Spiral
+            };
+            bands.push(Band {
+                r_inner: r_prev,
+                r_outer: r,
+                count,
+                shape,
+            });
+            (r_prev, n_prev) = (r, n);
+        }
+        Ok(Self {
+            bands,
+            arms,
+            min_separation,
+            seed,
+        })
+    }
 }
 
 /// Draws per station before giving up on a band position.
@@ -171,6 +213,22 @@ fn validate(spec: &LayoutSpec) -> Result<(), ImagingError> {
     Ok(())
 }
 
+/// Antennas of one kind (one diameter) at `positions`, the i-th (from 0) named `name(i)`.
+pub fn antennas_of_kind(
+    positions: impl IntoIterator<Item = Enu>,
+    diameter: f64,
+    name: impl Fn(usize) -> String,
+) -> impl Iterator<Item = Antenna> {
+    positions
+        .into_iter()
+        .enumerate()
+        .map(move |(i, enu)| Antenna {
+            name: name(i),
+            enu,
+            diameter,
+        })
+}
+
 /// Keeps the antennas within `rmax` metres like RASCIL's `rmax` (`+∞` keeps all); an error
 /// names `rmax` when it is NaN or not positive, or leaves fewer than two antennas.
 pub fn apply_rmax(config: AntennaConfig, rmax: f64) -> Result<AntennaConfig, ImagingError> {
@@ -194,12 +252,6 @@ pub fn apply_rmax(config: AntennaConfig, rmax: f64) -> Result<AntennaConfig, Ima
     Ok(kept)
 }
 
-/// Number of positions with horizontal radius ≤ r (the `within_radius` test).
-#[cfg(test)]
-pub fn count_within(pos: &[Enu], r: f64) -> usize {
-    pos.iter().filter(|p| p.e.hypot(p.n) <= r).count()
-}
-
 /// Smallest horizontal distance between any two positions.
 #[cfg(test)]
 pub fn min_pair_distance(pos: &[Enu]) -> f64 {
@@ -216,41 +268,61 @@ pub fn min_pair_distance(pos: &[Enu]) -> f64 {
 mod tests {
     use super::*;
 
+    const ARMS: SpiralArms = SpiralArms {
+        n_arms: 3,
+        phase0: 0.0,
+        winding: 0.5,
+        r_ref: 100.0,
+        scatter_frac: 0.0,
+        scatter_min_m: 0.0,
+    };
+
+    /// 10 stations in a disc to 100 m, 30 on unscattered arms to 1 km.
     fn spec() -> LayoutSpec {
-        LayoutSpec {
-            bands: vec![
+        LayoutSpec::anchored([(100.0, 10), (1000.0, 40)], 100.0, ARMS, 20.0, 3).unwrap()
+    }
+
+    #[test]
+    fn anchors_become_contiguous_bands() {
+        let s = spec();
+        let want = [
+            (0.0, 100.0, 10, BandShape::Disc),
+            (100.0, 1000.0, 30, BandShape::Spiral),
+        ];
+        assert_eq!(s.bands.len(), want.len());
+        for (b, (r_inner, r_outer, count, shape)) in s.bands.iter().zip(want) {
+            assert_eq!(
+                *b,
                 Band {
-                    r_inner: 0.0,
-                    r_outer: 100.0,
-                    count: 10,
-                    shape: BandShape::Disc,
-                },
-                Band {
-                    r_inner: 100.0,
-                    r_outer: 1000.0,
-                    count: 30,
-                    shape: BandShape::Spiral,
-                },
-            ],
-            arms: SpiralArms {
-                n_arms: 3,
-                phase0: 0.0,
-                winding: 0.5,
-                r_ref: 100.0,
-                scatter_frac: 0.0,
-                scatter_min_m: 0.0,
-            },
-            min_separation: 20.0,
-            seed: 3,
+                    r_inner,
+                    r_outer,
+                    count,
+                    shape
+                }
+            );
         }
+        let e = LayoutSpec::anchored([(100.0, 10), (200.0, 9)], 100.0, ARMS, 20.0, 3);
+        assert!(
+            matches!(e, Err(ImagingError::InvalidParameter { name, .. }) if name == "anchors[1]")
+        );
     }
 
     #[test]
     fn band_counts_separation_and_curvature() {
         let out = generate(&spec()).unwrap();
         let pos: Vec<Enu> = out.iter().map(|p| p.0).collect();
-        assert_eq!(count_within(&pos, 100.0), 10);
-        assert_eq!(pos.len(), 40);
+        let config = AntennaConfig {
+            name: "t".into(),
+            location: Default::default(),
+            antennas: antennas_of_kind(pos.iter().copied(), 1.0, |i| i.to_string()).collect(),
+        };
+        assert_eq!(config.within_radius(100.0).len(), 10);
+        assert_eq!(config.within_radius(1000.0).len(), 40);
+        assert!(
+            out.iter()
+                .enumerate()
+                .all(|(i, p)| p.1 == usize::from(i >= 10))
+        );
         assert!(min_pair_distance(&pos) >= 20.0);
         for p in &pos {
             // Sag of a sphere: u ≈ −r²/2R to first order.

@@ -10,16 +10,17 @@
 //! | all      | 24  | 60  | 99    | 140   | 160    | 180    | 197    |
 //! | MeerKAT  | 19  | 48  | 56    | 64    | 64     | 64     | 64     |
 //!
-//! Half the dishes (99) are within 1 km; 48 MeerKAT dishes sit in its ~1 km-diameter core and
-//! 16 out to 4 km (8 km baselines), as in MeerKAT. Inside 1 km the density is uniform within
-//! each annulus; beyond, dishes follow three log spiral arms (stratified log-uniform radii,
+//! Half the dishes (99) are within 1 km. As in MeerKAT, 48 MeerKAT dishes sit in a
+//! ~1 km-diameter core and 16 spread out to 4 km (the generated MeerKAT baselines reach
+//! 6.2 km; the real array's reach 8 km). Inside 1 km the density is uniform within each
+//! annulus; beyond, dishes follow three log spiral arms (stratified log-uniform radii,
 //! Gaussian scatter across the arm). Three arms 120° apart reaching ~85 km give a longest
-//! baseline of about √3 · 85 km ≈ 147 km (142 km for the generated layout). Dish centres
-//! are ≥ 20 m apart.
+//! baseline of about √3 · 85 km ≈ 147 km (142 km for the generated layout, whose outermost
+//! dish is at 85.7 km). Dish centres are ≥ 20 m apart.
 
-use super::layout_gen::{self, Band, BandShape, LayoutSpec, SpiralArms};
+use super::layout_gen::{self, LayoutSpec, SpiralArms, antennas_of_kind};
 use crate::ImagingError;
-use crate::antenna::{Antenna, AntennaConfig};
+use crate::antenna::AntennaConfig;
 use crate::coords::EarthLocation;
 
 /// SKA dish diameter, m.
@@ -48,114 +49,133 @@ pub fn mid_site() -> EarthLocation {
 
 /// The synthetic MID array cut to dishes within `rmax` metres (`f64::INFINITY` for all 197).
 /// MeerKAT dishes come first, named `M000`…`M063`, then `SKA001`…`SKA133`; each kind is
-/// ordered from the centre outwards.
+/// ordered band by band from the centre outwards.
 pub fn mid_config(rmax: f64) -> Result<AntennaConfig, ImagingError> {
-    let placed = layout_gen::generate(&mid_spec())?;
-    // Within each band the first `meerkat` dishes placed are MeerKAT dishes.
-    let mut meerkat = Vec::new();
-    let mut ska = Vec::new();
-    let mut band_start = 0;
-    let mut prev_band = usize::MAX;
-    for (i, (enu, band)) in placed.into_iter().enumerate() {
-        if band != prev_band {
-            (band_start, prev_band) = (i, band);
-        }
-        let n_mk_band = MID_ANCHORS[band].2 - band.checked_sub(1).map_or(0, |b| MID_ANCHORS[b].2);
-        if i - band_start < n_mk_band {
-            meerkat.push(enu);
-        } else {
-            ska.push(enu);
+    let placed = layout_gen::generate(&mid_spec()?)?;
+    // Each band's MeerKAT dishes are spread evenly over its placement order: a random
+    // subset in the disc bands, and from the inner to the outer edge in the spiral bands,
+    // whose radii are stratified in placement order.
+    let (mut meerkat, mut ska) = (Vec::new(), Vec::new());
+    for dishes in placed.chunk_by(|a, b| a.1 == b.1) {
+        let band = dishes[0].1;
+        let n_mk = MID_ANCHORS[band].2 - band.checked_sub(1).map_or(0, |b| MID_ANCHORS[b].2);
+        let n = dishes.len();
+        for (j, &(enu, _)) in dishes.iter().enumerate() {
+            if (j + 1) * n_mk / n > j * n_mk / n {
+                meerkat.push(enu);
+            } else {
+                ska.push(enu);
+            }
         }
     }
-    let antennas = meerkat
-        .into_iter()
-        .enumerate()
-        .map(|(i, enu)| Antenna {
-            name: format!("M{i:03}"),
-            enu,
-            diameter: MEERKAT_DISH_DIAMETER,
-        })
-        .chain(ska.into_iter().enumerate().map(|(i, enu)| Antenna {
-            name: format!("SKA{:03}", i + 1),
-            enu,
-            diameter: SKA_DISH_DIAMETER,
-        }))
-        .collect();
     let full = AntennaConfig {
         name: "MID".into(),
         location: mid_site(),
-        antennas,
+        antennas: antennas_of_kind(meerkat, MEERKAT_DISH_DIAMETER, |i| format!("M{i:03}"))
+            .chain(antennas_of_kind(ska, SKA_DISH_DIAMETER, |i| {
+                format!("SKA{:03}", i + 1)
+            }))
+            .collect(),
     };
     layout_gen::apply_rmax(full, rmax)
 }
 
-fn mid_spec() -> LayoutSpec {
-    let mut bands = Vec::with_capacity(MID_ANCHORS.len());
-    let (mut r_prev, mut n_prev) = (0.0, 0);
-    for (r, n, _) in MID_ANCHORS {
-        bands.push(Band {
-            r_inner: r_prev,
-            r_outer: r,
-            count: n - n_prev,
-            shape: if r <= 1_000.0 {
-                BandShape::Disc
-            } else {
-                BandShape::Spiral
-            },
-        });
-        (r_prev, n_prev) = (r, n);
-    }
-    LayoutSpec {
-        bands,
-        arms: SpiralArms {
-            n_arms: 3,
-            phase0: -std::f64::consts::FRAC_PI_6,
-            winding: 0.5,
-            r_ref: 1_000.0,
-            scatter_frac: 0.04,
-            scatter_min_m: 30.0,
-        },
-        min_separation: MID_MIN_SEPARATION,
-        seed: MID_LAYOUT_SEED,
-    }
+/// Bands between consecutive anchors: uniform discs inside 1 km, spiral arms outside.
+fn mid_spec() -> Result<LayoutSpec, ImagingError> {
+    let arms = SpiralArms {
+        n_arms: 3,
+        phase0: -std::f64::consts::FRAC_PI_6,
+        winding: 0.5,
+        r_ref: 1_000.0,
+        scatter_frac: 0.04,
+        scatter_min_m: 30.0,
+    };
+    LayoutSpec::anchored(
+        MID_ANCHORS.map(|(r, n, _)| (r, n)),
+        1_000.0,
+        arms,
+        MID_MIN_SEPARATION,
+        MID_LAYOUT_SEED,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coords::Enu;
-    use crate::sim::layout_gen::{count_within, min_pair_distance};
+    use crate::sim::layout_gen::min_pair_distance;
+
+    /// The dishes of `c` of diameter `d`, as a configuration.
+    fn kind(c: &AntennaConfig, d: f64) -> AntennaConfig {
+        AntennaConfig {
+            antennas: c
+                .antennas
+                .iter()
+                .filter(|a| a.diameter == d)
+                .cloned()
+                .collect(),
+            ..c.clone()
+        }
+    }
 
     #[test]
     fn counts_kinds_and_anchors_are_exact() {
         let all = mid_config(f64::INFINITY).unwrap();
         assert_eq!(all.len(), 197);
-        let pos: Vec<Enu> = all.antennas.iter().map(|a| a.enu).collect();
-        let mk: Vec<Enu> = all
-            .antennas
-            .iter()
-            .filter(|a| a.diameter == MEERKAT_DISH_DIAMETER)
-            .map(|a| a.enu)
-            .collect();
+        let mk = kind(&all, MEERKAT_DISH_DIAMETER);
         assert_eq!(mk.len(), 64);
+        assert_eq!(kind(&all, SKA_DISH_DIAMETER).len(), 133);
         for (r, n, n_mk) in MID_ANCHORS {
-            assert_eq!(count_within(&pos, r), n, "dishes within {r} m");
-            assert_eq!(count_within(&mk, r), n_mk, "MeerKAT dishes within {r} m");
+            assert_eq!(all.within_radius(r).len(), n, "dishes within {r} m");
+            assert_eq!(
+                mk.within_radius(r).len(),
+                n_mk,
+                "MeerKAT dishes within {r} m"
+            );
         }
         assert_eq!(all.antennas[0].name, "M000");
         assert_eq!(all.antennas[63].name, "M063");
         assert_eq!(all.antennas[64].name, "SKA001");
         assert_eq!(all.antennas[196].name, "SKA133");
+        assert!(all.antennas[..64].iter().all(|a| a.diameter == 13.5));
         assert!(all.antennas[64..].iter().all(|a| a.diameter == 15.0));
+    }
+
+    #[test]
+    fn meerkat_core_and_outliers_reach_four_km() {
+        // The module's figures: a ~1 km-diameter core of 48, outliers out to 4 km,
+        // MeerKAT baselines up to 6.2 km.
+        let mk = kind(&mid_config(f64::INFINITY).unwrap(), MEERKAT_DISH_DIAMETER);
+        let core = mk.within_radius(500.0);
+        assert_eq!(core.len(), 48);
+        assert!(core.max_baseline() <= 1_000.0);
+        let outer = mk
+            .antennas
+            .iter()
+            .map(|a| a.enu.e.hypot(a.enu.n))
+            .fold(0.0, f64::max);
+        assert!(
+            (3_500.0..=4_000.0).contains(&outer),
+            "outermost MeerKAT {outer} m"
+        );
+        let bmax = mk.max_baseline();
+        assert!((6.15e3..6.25e3).contains(&bmax), "MeerKAT longest {bmax} m");
     }
 
     #[test]
     fn separation_extent_and_determinism() {
         let all = mid_config(f64::INFINITY).unwrap();
-        let pos: Vec<Enu> = all.antennas.iter().map(|a| a.enu).collect();
+        let pos: Vec<_> = all.antennas.iter().map(|a| a.enu).collect();
         assert!(min_pair_distance(&pos) >= MID_MIN_SEPARATION);
         let bmax = all.max_baseline();
-        assert!((130e3..=170e3).contains(&bmax), "longest baseline {bmax} m");
+        assert!(
+            (141.5e3..142.5e3).contains(&bmax),
+            "longest baseline {bmax} m"
+        );
+        let outer = pos.iter().map(|p| p.e.hypot(p.n)).fold(0.0, f64::max);
+        assert!(
+            (85.6e3..85.7e3).contains(&outer),
+            "outermost dish {outer} m"
+        );
         assert_eq!(all, mid_config(f64::INFINITY).unwrap());
         assert_eq!(mid_config(1_000.0).unwrap().len(), 99);
         assert!(mid_config(-5.0).is_err());

@@ -32,3 +32,15 @@ pub use rng::Rng;
 pub use simulate::simulate_block;
 pub use sky::{PointSource, RandomSkySpec, SkyModel, random_sky_lm, random_sky_on_pixels};
 pub use uvw::{BaselineRows, SIDEREAL_FACTOR, hour_angle_to_seconds, hour_angles, synthesize_uvw};
+
+/// The option an [`ImagingError::InvalidParameter`] names, for tests that check which
+/// field an error points at; any other outcome is shown as `{:?}` so the assertion fails.
+///
+/// [`ImagingError::InvalidParameter`]: crate::ImagingError::InvalidParameter
+#[cfg(test)]
+pub(crate) fn invalid_name<T: std::fmt::Debug>(r: Result<T, crate::ImagingError>) -> String {
+    match r {
+        Err(crate::ImagingError::InvalidParameter { name, .. }) => name,
+        other => format!("not an InvalidParameter: {other:?}"),
+    }
+}

@@ -76,9 +76,13 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// Uniform in the open interval (0, 1): (k + ½)/2^53.
+    /// Uniform in the open interval (0, 1): (k + ½)/2^53 for the top 53 bits k, rounded to
+    /// the nearest double. Above ½ the doubles are 2^−53 apart, so the value rounds to a
+    /// neighbour; for the largest k that would be 1, which is replaced by 1 − 2^−53.
     pub fn uniform_open(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+        const BELOW_ONE: f64 = 1.0 - f64::EPSILON / 2.0;
+        let u = ((self.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+        u.min(BELOW_ONE)
     }
 
     /// Uniform in [lo, hi).
@@ -173,6 +177,38 @@ mod tests {
         assert_ne!(s0.next_u64(), s1.next_u64());
     }
 
+    /// A generator whose next output is `x`: xoshiro256**'s output is
+    /// rotl(s[1]·5, 7)·9, so s[1] = rotr(x·9⁻¹, 7)·5⁻¹ (inverses mod 2^64 by Newton's
+    /// iteration y ← y(2 − a·y), which doubles the correct low bits from 3).
+    fn rng_emitting(x: u64) -> Rng {
+        let inv = |a: u64| {
+            let mut y = a;
+            for _ in 0..5 {
+                y = y.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(y)));
+            }
+            y
+        };
+        let s1 = x.wrapping_mul(inv(9)).rotate_right(7).wrapping_mul(inv(5));
+        Rng::from_state([1, s1, 0, 0])
+    }
+
+    #[test]
+    fn uniform_draws_stay_in_their_intervals_at_the_extremes() {
+        for x in [0, 1 << 11, u64::MAX >> 1, u64::MAX - (1 << 11), u64::MAX] {
+            assert_eq!(rng_emitting(x).next_u64(), x);
+            let u = rng_emitting(x).uniform();
+            assert!((0.0..1.0).contains(&u), "uniform() = {u} for {x:#x}");
+            let u = rng_emitting(x).uniform_open();
+            assert!(u > 0.0 && u < 1.0, "uniform_open() = {u} for {x:#x}");
+        }
+        assert_eq!(rng_emitting(0).uniform(), 0.0);
+        assert_eq!(rng_emitting(0).uniform_open(), 0.5 / (1u64 << 53) as f64);
+        assert_eq!(
+            rng_emitting(u64::MAX).uniform_open(),
+            1.0 - f64::EPSILON / 2.0
+        );
+    }
+
     #[test]
     fn uniform_moments() {
         // Mean 1/2 and variance 1/12; tolerances are 5 standard errors for n samples.
@@ -188,12 +224,28 @@ mod tests {
         let mean = s1 / n as f64;
         let var = s2 / n as f64 - mean * mean;
         assert!((mean - 0.5).abs() < 5.0 * (1.0 / 12.0f64).sqrt() / (n as f64).sqrt());
-        // Var of u² is 1/5 − 1/9 = 4/45.
-        assert!((var - 1.0 / 12.0).abs() < 5.0 * (4.0 / 45.0f64).sqrt() / (n as f64).sqrt());
-        for _ in 0..1000 {
-            let k = r.below(7);
-            assert!(k < 7);
+        // The sample variance has standard error √((μ₄ − σ⁴)/n), with μ₄ = 1/80 and
+        // σ⁴ = 1/144 for the uniform distribution: μ₄ − σ⁴ = 1/180.
+        assert!((var - 1.0 / 12.0).abs() < 5.0 * (1.0 / 180.0f64).sqrt() / (n as f64).sqrt());
+    }
+
+    #[test]
+    fn below_is_in_range_and_unbiased() {
+        // Each of 7 residues over 70 000 draws: binomial count 10 000 ± √(70 000·(1/7)(6/7)),
+        // within 5 standard errors.
+        let mut r = Rng::new(3);
+        let mut counts = [0usize; 7];
+        for _ in 0..70_000 {
+            counts[r.below(7) as usize] += 1;
         }
+        let se = (70_000.0f64 * (1.0 / 7.0) * (6.0 / 7.0)).sqrt();
+        for (k, &c) in counts.iter().enumerate() {
+            assert!((c as f64 - 10_000.0).abs() < 5.0 * se, "{k}: {c}");
+        }
+        // n = 2^63 + 1 rejects almost half of the 64-bit draws; the rest must map below n.
+        let n = (1u64 << 63) + 1;
+        assert!((0..1000).all(|_| r.below(n) < n));
+        assert_eq!((r.below(0), r.below(1)), (0, 0));
     }
 
     #[test]

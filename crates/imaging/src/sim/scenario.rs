@@ -93,3 +93,47 @@ impl Scenario {
         Ok((block, geom))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_the_documented_benchmark() {
+        let s = Scenario::default();
+        let config = low_config(s.rmax).unwrap();
+        assert_eq!(config.len(), 227);
+        // 227·226/2 = 25 651 baselines × 7 times × 8 channels ≈ 1.44 M visibilities.
+        assert_eq!(config.n_baselines() * s.ntimes * s.nchan, 1_436_456);
+        let f = s.freq_c();
+        assert_eq!((f.len(), f[0], f[7]), (8, 100e6, 150e6));
+        assert!(
+            f.windows(2)
+                .all(|w| (w[1] - w[0] - 50e6 / 7.0).abs() < 1e-6)
+        );
+    }
+
+    #[test]
+    fn build_gives_the_block_and_a_geometry_at_the_asked_oversampling() {
+        let s = Scenario {
+            rmax: 100.0,
+            ntimes: 2,
+            nchan: 1,
+            npix: 64,
+            ..Default::default()
+        };
+        let (block, geom) = s.build().unwrap();
+        assert_eq!((block.n_rows(), block.n_chan()), (2 * 13 * 12 / 2, 1));
+        assert_eq!(block.freq_c, [100e6]);
+        // cell · B_max (wavelengths) = 1/oversampling.
+        let bmax = block
+            .uvw_r
+            .iter()
+            .map(|p| p.uv_length())
+            .fold(0.0, f64::max);
+        let b_lambda = bmax * 100e6 / crate::SPEED_OF_LIGHT;
+        assert!((geom.cell * b_lambda - 1.0 / 3.0).abs() < 1e-15);
+        assert_eq!((geom.npix_x, geom.npix_y, geom.freq_hz), (64, 64, 125e6));
+        assert!(block.vis_rc.iter().any(|v| v.norm() > 0.0));
+    }
+}

@@ -188,9 +188,25 @@ impl RandomSkySpec {
         s.clamp(a, b)
     }
 
-    fn draw_index(&self, rng: &mut Rng) -> f64 {
-        self.spectral_index_mean + self.spectral_index_sigma * rng.normal()
+    /// A source at `dir` with a flux from the counts and a Gaussian spectral index.
+    fn draw_source(&self, dir: RaDec, rng: &mut Rng) -> PointSource {
+        let flux_jy = self.draw_flux(rng);
+        PointSource {
+            dir,
+            flux_jy,
+            spectral_index: self.spectral_index_mean + self.spectral_index_sigma * rng.normal(),
+        }
     }
+}
+
+/// The sky model of `sources` at `ref_freq_hz`, validated.
+fn validated(sources: Vec<PointSource>, ref_freq_hz: f64) -> Result<SkyModel, ImagingError> {
+    let sky = SkyModel {
+        sources,
+        ref_freq_hz,
+    };
+    sky.validate()?;
+    Ok(sky)
 }
 
 /// A random field around `phase_centre`: positions uniform in the square |l|, |m| ≤
@@ -211,18 +227,9 @@ pub fn random_sky_lm(
         // |l|, |m| < 1/√2 keeps l² + m² < 1, so the direction exists.
         let dir = RaDec::from_lm(l, m, phase_centre)
             .ok_or_else(|| ImagingError::invalid("half_width_lm", "direction beyond horizon"))?;
-        sources.push(PointSource {
-            dir,
-            flux_jy: spec.draw_flux(&mut rng),
-            spectral_index: spec.draw_index(&mut rng),
-        });
+        sources.push(spec.draw_source(dir, &mut rng));
     }
-    let sky = SkyModel {
-        sources,
-        ref_freq_hz,
-    };
-    sky.validate()?;
-    Ok(sky)
+    validated(sources, ref_freq_hz)
 }
 
 /// A random field with every source exactly on a distinct pixel centre of `geom` within the
@@ -268,23 +275,15 @@ pub fn random_sky_on_pixels(
         let dir = geom
             .pixel_to_radec(x as f64, y as f64)
             .ok_or_else(|| ImagingError::invalid("cell", "pixel beyond the horizon"))?;
-        sources.push(PointSource {
-            dir,
-            flux_jy: spec.draw_flux(&mut rng),
-            spectral_index: spec.draw_index(&mut rng),
-        });
+        sources.push(spec.draw_source(dir, &mut rng));
     }
-    let sky = SkyModel {
-        sources,
-        ref_freq_hz,
-    };
-    sky.validate()?;
-    Ok(sky)
+    validated(sources, ref_freq_hz)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::invalid_name as name;
 
     #[test]
     fn flux_follows_the_power_law() {
@@ -350,12 +349,26 @@ mod tests {
             assert!((x.round() - 32.0).abs() <= 10.0 && (y.round() - 32.0).abs() <= 10.0);
             assert!(seen.insert((x.round() as i64, y.round() as i64)));
         }
-        // 21 × 21 pixels within ±0.01 rad: 442 sources cannot fit.
+        // 21 × 21 pixels within ±0.01 rad: 441 sources fill them, 442 cannot fit.
+        let full = RandomSkySpec {
+            n_sources: 441,
+            ..spec
+        };
+        assert_eq!(
+            random_sky_on_pixels(&geom, 1e8, &full, 3)
+                .unwrap()
+                .sources
+                .len(),
+            441
+        );
         let too_many = RandomSkySpec {
             n_sources: 442,
             ..spec
         };
-        assert!(random_sky_on_pixels(&geom, 1e8, &too_many, 3).is_err());
+        assert_eq!(
+            name(random_sky_on_pixels(&geom, 1e8, &too_many, 3)),
+            "n_sources"
+        );
         // to_image puts S·n on each pixel.
         let img = sky.to_image(&geom, 1e8).unwrap();
         let total: f64 = sky
@@ -368,10 +381,6 @@ mod tests {
 
     #[test]
     fn bad_specs_are_named() {
-        let name = |r: Result<SkyModel, ImagingError>| match r {
-            Err(ImagingError::InvalidParameter { name, .. }) => name,
-            other => format!("{other:?}"),
-        };
         let pc = RaDec::default();
         let bad = |f: fn(&mut RandomSkySpec)| {
             let mut s = RandomSkySpec::default();

@@ -4,7 +4,7 @@
 
 use crate::ImagingError;
 use crate::antenna::AntennaConfig;
-use crate::coords::{Enu, HourAngle, RaDec, UvwMetres};
+use crate::coords::{EarthLocation, Enu, HourAngle, RaDec, UvwMetres};
 
 /// Solar seconds per sidereal second: one sidereal day is 86164.0905 s = 0.99726958 days.
 pub const SIDEREAL_FACTOR: f64 = 0.997_269_58;
@@ -22,10 +22,17 @@ pub struct BaselineRows {
 
 /// Local equatorial coordinates (X towards H = 0, δ = 0; Y towards H = −6 h, δ = 0; Z to the
 /// north celestial pole) of an ENU position at geodetic latitude `lat` (TMS eq. 4.4 inverse):
-/// X = −sin(lat)·N + cos(lat)·U, Y = E, Z = cos(lat)·N + sin(lat)·U.
+/// X = −sin(lat)·N + cos(lat)·U, Y = E, Z = cos(lat)·N + sin(lat)·U. This frame is the
+/// geocentric one turned to the site's meridian, so the rotation is
+/// [`EarthLocation::enu_to_xyz_offset`] for a site at longitude 0.
 pub fn enu_to_local_xyz(p: Enu, lat: f64) -> [f64; 3] {
-    let (sl, cl) = lat.sin_cos();
-    [-sl * p.n + cl * p.u, p.e, cl * p.n + sl * p.u]
+    let site = EarthLocation {
+        lon: 0.0,
+        lat,
+        height: 0.0,
+    };
+    let d = site.enu_to_xyz_offset(p);
+    [d.x, d.y, d.z]
 }
 
 /// uvw of a local-equatorial vector for hour angle `h` and declination `dec` (TMS eq. 4.1):
@@ -151,7 +158,6 @@ pub fn synthesize_uvw(
 mod tests {
     use super::*;
     use crate::antenna::Antenna;
-    use crate::coords::EarthLocation;
 
     fn config(lat_deg: f64, pos: &[Enu]) -> AntennaConfig {
         AntennaConfig {

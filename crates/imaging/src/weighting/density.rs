@@ -172,13 +172,13 @@ impl UvDensity {
     /// [`UvDensity::accumulate`] for a block already validated.
     pub(super) fn accumulate_unchecked(&mut self, block: &VisBlock) -> usize {
         let grid = self.grid;
-        let weight_rc = block.effective_weight_rc();
         let scale_c = wavelength_scale_c(block);
         let cells = &mut self.density_vu;
         let mut n_outside = 0;
-        for (uvw, weight_c) in block.uvw_r.iter().zip(weight_rc.rows()) {
-            for (&w, &s) in weight_c.iter().zip(&scale_c) {
-                if w == 0.0 {
+        let rows = block.weight_rc.rows().into_iter().zip(block.flag_rc.rows());
+        for (uvw, (weight_c, flag_c)) in block.uvw_r.iter().zip(rows) {
+            for ((&w, &flagged), &s) in weight_c.iter().zip(&flag_c).zip(&scale_c) {
+                if flagged || w == 0.0 {
                     continue;
                 }
                 match grid.cell_index(uvw.u * s, uvw.v * s) {

@@ -165,7 +165,7 @@ pub fn imaging_weights(
         density.accumulate_unchecked(block);
         density
     });
-    Ok(weigh(block, density.as_ref(), spec))
+    weigh(block, density.as_ref(), spec)
 }
 
 /// Imaging weights `[row, chan]` for `block` using a precomputed (e.g. global, summed
@@ -179,10 +179,7 @@ pub fn imaging_weights_with_density(
 ) -> Result<(Array2<f64>, WeightingReport), ImagingError> {
     spec.validate()?;
     block.validate()?;
-    if spec.scheme.needs_density() {
-        check_density_covers(block, density)?;
-    }
-    Ok(weigh(block, Some(density), spec))
+    weigh(block, Some(density), spec)
 }
 
 /// Validates a Briggs robustness.
@@ -198,32 +195,6 @@ fn validate_robust(robust: f64) -> Result<(), ImagingError> {
     }
 }
 
-/// Errors when a non-zero-weight, in-grid sample of `block` falls in an empty cell.
-fn check_density_covers(block: &VisBlock, density: &UvDensity) -> Result<(), ImagingError> {
-    let grid = density.grid();
-    let scale_c = wavelength_scale_c(block);
-    let weight_rc = block.effective_weight_rc();
-    for (r, (uvw, weight_c)) in block.uvw_r.iter().zip(weight_rc.rows()).enumerate() {
-        for (c, (&w, &s)) in weight_c.iter().zip(&scale_c).enumerate() {
-            if w == 0.0 {
-                continue;
-            }
-            if let Some(k) = grid.cell_index(uvw.u * s, uvw.v * s)
-                && density.at_index(k).is_none_or(|d| d <= 0.0)
-            {
-                return Err(ImagingError::invalid(
-                    "density",
-                    format!(
-                        "sample (row {r}, channel {c}) falls in an empty uv cell; the density \
-                         was not built from this block"
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The density rule applied per sample.
 #[derive(Debug, Clone, Copy)]
 enum DensityRule {
@@ -237,7 +208,7 @@ fn weigh(
     block: &VisBlock,
     density: Option<&UvDensity>,
     spec: &WeightingSpec,
-) -> (Array2<f64>, WeightingReport) {
+) -> Result<(Array2<f64>, WeightingReport), ImagingError> {
     let rule = match (spec.scheme, density) {
         (WeightingScheme::Uniform, Some(d)) => Some((DensityRule::Uniform, d)),
         (WeightingScheme::Briggs { robust }, Some(d)) => Some((
@@ -251,49 +222,49 @@ fn weigh(
     weigh_with_rule(block, rule, spec.taper_fwhm_rad)
 }
 
-/// The weighting kernel, without any validation (tests call it with robust outside
-/// −2…2 to check the limits of the Briggs formula).
+/// The weighting kernel, without validation of the options (tests call it with robust
+/// outside −2…2 to check the limits of the Briggs formula). The one error is a density
+/// that misses a sample of `block`: a sample of non-zero weight inside the grid whose cell
+/// is empty (a density built from the block itself always holds its samples).
 fn weigh_with_rule(
     block: &VisBlock,
     rule: Option<(DensityRule, &UvDensity)>,
     taper_fwhm_rad: Option<f64>,
-) -> (Array2<f64>, WeightingReport) {
+) -> Result<(Array2<f64>, WeightingReport), ImagingError> {
     let mut weight_rc = block.effective_weight_rc();
     let scale_c = wavelength_scale_c(block);
+    let taper = taper_fwhm_rad.map(taper_coefficient);
     let mut n_zeroed_outside_grid = 0;
 
-    if let Some((rule, density)) = rule {
-        let grid = density.grid();
-        for (uvw, mut weight_c) in block.uvw_r.iter().zip(weight_rc.rows_mut()) {
-            for (w, &s) in weight_c.iter_mut().zip(&scale_c) {
-                if *w == 0.0 {
-                    continue;
-                }
-                let cell = grid.cell_index(uvw.u * s, uvw.v * s);
-                let wk = cell.and_then(|k| density.at_index(k));
-                match (rule, wk) {
-                    (_, None) => {
-                        *w = 0.0;
-                        n_zeroed_outside_grid += 1;
-                    }
-                    // Reached only with a density that misses this sample, which the
-                    // public entry points reject; keep the weight finite regardless.
-                    (DensityRule::Uniform, Some(wk)) if wk <= 0.0 => *w = 0.0,
-                    (DensityRule::Uniform, Some(wk)) => *w /= wk,
-                    (DensityRule::Briggs { f2 }, Some(wk)) => *w /= 1.0 + wk * f2,
-                }
+    for (r, (uvw, mut weight_c)) in block.uvw_r.iter().zip(weight_rc.rows_mut()).enumerate() {
+        let uv2_m = uvw.u * uvw.u + uvw.v * uvw.v;
+        for (c, (w, &s)) in weight_c.iter_mut().zip(&scale_c).enumerate() {
+            if *w == 0.0 {
+                continue;
             }
-        }
-    }
-
-    if let Some(fwhm) = taper_fwhm_rad {
-        let coeff = taper_coefficient(fwhm);
-        for (uvw, mut weight_c) in block.uvw_r.iter().zip(weight_rc.rows_mut()) {
-            let uv2_m = uvw.u * uvw.u + uvw.v * uvw.v;
-            for (w, &s) in weight_c.iter_mut().zip(&scale_c) {
-                if *w != 0.0 {
-                    *w *= (-uv2_m * s * s * coeff).exp();
+            if let Some((rule, density)) = rule {
+                let Some(k) = density.grid().cell_index(uvw.u * s, uvw.v * s) else {
+                    *w = 0.0;
+                    n_zeroed_outside_grid += 1;
+                    continue;
+                };
+                let wk = density.at_index(k).unwrap_or(0.0);
+                if wk <= 0.0 {
+                    return Err(ImagingError::invalid(
+                        "density",
+                        format!(
+                            "sample (row {r}, channel {c}) falls in an empty uv cell; the \
+                             density was not built from this block"
+                        ),
+                    ));
                 }
+                *w /= match rule {
+                    DensityRule::Uniform => wk,
+                    DensityRule::Briggs { f2 } => 1.0 + wk * f2,
+                };
+            }
+            if let Some(coeff) = taper {
+                *w *= (-uv2_m * s * s * coeff).exp();
             }
         }
     }
@@ -310,5 +281,5 @@ fn weigh_with_rule(
         },
         n_zeroed_outside_grid,
     };
-    (weight_rc, report)
+    Ok((weight_rc, report))
 }
