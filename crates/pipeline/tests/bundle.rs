@@ -6,10 +6,12 @@ mod common;
 use std::fs;
 use std::path::Path;
 
+use aperture_imaging::coords::RaDec;
 use aperture_imaging::vis::VisBlock;
 use aperture_pipeline::FormatError;
 use aperture_pipeline::formats::bundle::{
-    BundleMeta, VisDtype, WriteBundleOptions, read_bundle, read_bundle_with_meta, write_bundle,
+    BundleMeta, VisDtype, WriteBundleOptions, read_bundle, read_bundle_full, read_bundle_with_meta,
+    write_bundle,
 };
 use ndarray::{Array1, Array2, ShapeBuilder};
 use ndarray_npy::write_npy;
@@ -23,24 +25,16 @@ fn write(dir: &Path, block: &VisBlock, vis_dtype: VisDtype) {
     write_bundle(dir, block, &BundleMeta::for_block(block), opts).unwrap();
 }
 
-fn assert_same_phase_centre(a: &VisBlock, b: &VisBlock) {
-    assert!((a.phase_centre.ra - b.phase_centre.ra).abs() < 1e-14);
-    assert!((a.phase_centre.dec - b.phase_centre.dec).abs() < 1e-14);
-}
-
 #[test]
 fn complex128_round_trip_is_exact() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("b");
     let block = common::vis_block(11, 4);
     write(&dir, &block, VisDtype::Complex128);
-    let back = read_bundle(&dir).unwrap();
-    assert_same_phase_centre(&block, &back);
-    let back = VisBlock {
-        phase_centre: block.phase_centre,
-        ..back
-    };
-    assert_eq!(back, block);
+    let back = read_bundle_full(&dir).unwrap();
+    assert_eq!(back.vis_dtype, VisDtype::Complex128);
+    // Everything, the phase centre included (meta.json holds degrees), comes back exactly.
+    assert_eq!(back.block, block);
     // Only the bundle remains: no temporary directory.
     assert_eq!(fs::read_dir(root.path()).unwrap().count(), 1);
 }
@@ -51,7 +45,9 @@ fn complex64_round_trip_to_single_precision() {
     let dir = root.path().join("b");
     let block = common::vis_block(6, 3);
     write(&dir, &block, VisDtype::Complex64);
-    let back = read_bundle(&dir).unwrap();
+    let full = read_bundle_full(&dir).unwrap();
+    assert_eq!(full.vis_dtype, VisDtype::Complex64);
+    let back = full.block;
     for (a, b) in back.vis_rc.iter().zip(block.vis_rc.iter()) {
         assert_eq!(a.re, f64::from(b.re as f32));
         assert_eq!(a.im, f64::from(b.im as f32));
@@ -63,6 +59,21 @@ fn complex64_round_trip_to_single_precision() {
         (back.uvw_r, back.freq_c, back.flag_rc),
         (block.uvw_r, block.freq_c, block.flag_rc)
     );
+}
+
+#[test]
+fn meta_for_block_stores_the_degrees_the_centre_was_made_from() {
+    let mut block = common::vis_block(3, 2);
+    let pc = BundleMeta::for_block(&block).phase_centre;
+    assert_eq!((pc.ra_deg, pc.dec_deg), (201.365, -43.019));
+    // 15° → radians → degrees with f64::to_degrees gives 14.999999999999998.
+    block.phase_centre = RaDec::from_degrees(15.0, 0.1);
+    let meta = BundleMeta::for_block(&block);
+    assert_eq!(
+        (meta.phase_centre.ra_deg, meta.phase_centre.dec_deg),
+        (15.0, 0.1)
+    );
+    assert_eq!(meta.phase_centre(), block.phase_centre);
 }
 
 #[test]

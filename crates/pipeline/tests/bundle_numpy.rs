@@ -4,9 +4,10 @@
 
 mod common;
 
+use aperture_imaging::coords::RaDec;
 use aperture_imaging::vis::VisBlock;
 use aperture_pipeline::formats::bundle::{
-    BundleMeta, VisDtype, WriteBundleOptions, read_bundle_with_meta, write_bundle,
+    Bundle, BundleMeta, VisDtype, WriteBundleOptions, read_bundle_full, write_bundle,
 };
 use serde_json::Value;
 
@@ -97,8 +98,12 @@ fn check_loaded(out: &Value, block: &VisBlock, single: bool) {
             .collect();
         assert_eq!(&got, ants);
     }
+    // The degrees the block's centre was made from (common::vis_block), exactly.
     let pc = &out["meta"]["phase_centre"];
-    assert!((pc["ra_deg"].as_f64().unwrap() - block.phase_centre.ra.to_degrees()).abs() < 1e-12);
+    assert_eq!(
+        (pc["ra_deg"].as_f64(), pc["dec_deg"].as_f64()),
+        (Some(201.365), Some(-43.019))
+    );
     assert_eq!(out["meta"]["telescope"], "LOW");
 }
 
@@ -152,7 +157,12 @@ fn we_read_what_numpy_writes() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("from_numpy");
     common::run_python(SAVE, &[&dir]);
-    let (block, meta) = read_bundle_with_meta(&dir).unwrap();
+    let Bundle {
+        block,
+        meta,
+        vis_dtype,
+    } = read_bundle_full(&dir).unwrap();
+    assert_eq!(vis_dtype, VisDtype::Complex64);
     assert_eq!((block.n_rows(), block.n_chan()), (6, 3));
     for (r, p) in block.uvw_r.iter().enumerate() {
         let rf = r as f64;
@@ -174,7 +184,7 @@ fn we_read_what_numpy_writes() {
         block.time_r,
         (0..6).map(|r| 4.0e9 + 2.0 * r as f64).collect::<Vec<_>>()
     );
-    assert!((block.phase_centre.ra.to_degrees() - 83.63).abs() < 1e-12);
+    assert_eq!(block.phase_centre, RaDec::from_degrees(83.63, 22.01));
     assert_eq!(meta.telescope.as_deref(), Some("MID"));
     assert_eq!(meta.station_diameter_m, Some(13.5));
     assert_eq!(meta.extra["source"], "numpy");

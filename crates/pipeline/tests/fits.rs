@@ -5,6 +5,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
+use aperture_imaging::coords::RaDec;
 use aperture_pipeline::FormatError;
 use aperture_pipeline::formats::fits::{
     Bitpix, Card, CardValue, FitsWriteOptions, RestoringBeam, read_fits_image, write_fits_image,
@@ -96,7 +97,8 @@ fn read_err(dir: &Path, name: &str, bytes: &[u8]) -> String {
 fn f64_round_trip_is_bit_exact() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("img.fits");
-    let img = common::image(common::geometry(150.1, -30.5));
+    // 15° is a value f64::to_degrees does not recover from radians.
+    let img = common::image(common::geometry(15.0, -30.5));
     write_fits_image(&path, &img, &opts(Bitpix::F64)).unwrap();
     let (back, header) = read_fits_image(&path).unwrap();
     assert!(
@@ -105,15 +107,12 @@ fn f64_round_trip_is_bit_exact() {
             .zip(img.data_yx.iter())
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
-    let (g, h) = (img.geom, back.geom);
-    assert_eq!(
-        (h.npix_x, h.npix_y, h.freq_hz, h.bandwidth_hz),
-        (g.npix_x, g.npix_y, g.freq_hz, g.bandwidth_hz)
-    );
-    // Degrees ↔ radians conversions may differ in the last bit.
-    assert!((h.cell - g.cell).abs() <= 1e-15 * g.cell);
-    assert!((h.phase_centre.ra - g.phase_centre.ra).abs() < 1e-14);
-    assert!((h.phase_centre.dec - g.phase_centre.dec).abs() < 1e-14);
+    // The angles are written in degrees that convert back to the same radians.
+    assert_eq!(back.geom, img.geom);
+    assert_eq!(header.get_f64("CRVAL1"), Some(15.0));
+    assert_eq!(header.get_f64("CRVAL2"), Some(-30.5));
+    assert_eq!(header.get_f64("CDELT1"), Some(-30.0 / 3600.0));
+    assert_eq!(header.get_f64("CDELT2"), Some(30.0 / 3600.0));
 
     assert_eq!(header.bunit(), Some("JY/BEAM"));
     assert_eq!(header.beam(), opts(Bitpix::F64).beam);
@@ -205,9 +204,57 @@ fn reads_foreign_2d_integer_image_with_scaling() {
     assert_eq!(img.data_yx.dim(), (16, 16));
     assert_eq!(img.data_yx[[0, 0]], 10.0 + 0.5 * -100.0);
     assert_eq!(img.data_yx[[1, 3]], 10.0 + 0.5 * (19.0 - 100.0));
-    assert!((img.geom.cell - 1e-3_f64.to_radians()).abs() < 1e-18);
-    assert_eq!(img.geom.freq_hz, 0.0);
-    assert!((img.geom.phase_centre.ra.to_degrees() - 20.0).abs() < 1e-12);
+    assert_eq!(img.geom.cell, 1e-3_f64.to_radians());
+    assert_eq!((img.geom.freq_hz, img.geom.bandwidth_hz), (0.0, 0.0));
+    assert_eq!(img.geom.phase_centre, RaDec::from_degrees(20.0, -45.0));
+}
+
+#[test]
+fn reads_every_integer_bitpix() {
+    let dir = tempfile::tempdir().unwrap();
+    // Raw value v at file index i is i − 100 (8-bit: i, unsigned); stored as BZERO + 0.5 v.
+    type Encode = fn(i64) -> Vec<u8>;
+    let cases: [(&str, Encode, i64); 3] = [
+        ("8", |v| vec![v as u8], 0),
+        ("32", |v| (v as i32).to_be_bytes().to_vec(), -100),
+        ("64", |v| v.to_be_bytes().to_vec(), -100),
+    ];
+    for (bitpix, encode, offset) in cases {
+        let card = format!("BITPIX  = {bitpix:>20}");
+        let cards = foreign_cards(&[("BITPIX", &card)]);
+        let data: Vec<u8> = (0..256).flat_map(|i| encode(i + offset)).collect();
+        let p = dir.path().join(format!("b{bitpix}.fits"));
+        fs::write(&p, raw_fits(&cards, &data)).unwrap();
+        let (img, _) = read_fits_image(&p).unwrap();
+        for ((y, x), &v) in img.data_yx.indexed_iter() {
+            let raw = (y * 16 + x) as i64 + offset;
+            assert_eq!(v, 10.0 + 0.5 * raw as f64, "BITPIX {bitpix} at ({x}, {y})");
+        }
+    }
+}
+
+#[test]
+fn zero_bandwidth_is_written_as_one_hertz() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("img.fits");
+    let mut geom = common::geometry(10.0, 20.0);
+    geom.bandwidth_hz = 0.0;
+    write_fits_image(&path, &common::image(geom), &FitsWriteOptions::default()).unwrap();
+    let (back, header) = read_fits_image(&path).unwrap();
+    assert_eq!(header.get_f64("CDELT3"), Some(1.0));
+    assert_eq!(back.geom.bandwidth_hz, 1.0);
+}
+
+#[test]
+fn writing_replaces_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("img.fits");
+    fs::write(&path, b"previous contents").unwrap();
+    let img = common::image(common::geometry(10.0, 20.0));
+    write_fits_image(&path, &img, &FitsWriteOptions::default()).unwrap();
+    let (back, _) = read_fits_image(&path).unwrap();
+    assert_eq!(back.geom, img.geom);
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
 #[test]
@@ -280,6 +327,23 @@ fn rejects_what_cannot_be_represented() {
         let e = read_err(d, name, &raw_fits(&foreign_cards(replace), &px));
         assert!(e.contains(want), "{name}: {e}");
     }
+    // A third axis: two planes, or one plane of Stokes Q.
+    let with_axis3 = |naxis3: &str, cards: &[&str]| {
+        let mut c = foreign_cards(&[("NAXIS", "NAXIS   =                    3")]);
+        c.insert(5, format!("NAXIS3  = {naxis3:>20}"));
+        c.extend(cards.iter().map(|s| s.to_string()));
+        c
+    };
+    let cube = with_axis3("2", &["CTYPE3  = 'FREQ'", "CRVAL3  =                1.0E8"]);
+    let two_planes: Vec<u8> = [px.clone(), px.clone()].concat();
+    let e = read_err(d, "cube.fits", &raw_fits(&cube, &two_planes));
+    assert!(e.contains("NAXIS3 = 2") && e.contains("length 1"), "{e}");
+    let q = with_axis3(
+        "1",
+        &["CTYPE3  = 'STOKES'", "CRVAL3  =                  2.0"],
+    );
+    let e = read_err(d, "stokes_q.fits", &raw_fits(&q, &px));
+    assert!(e.contains("Stokes value 2"), "{e}");
     let mut rot = foreign_cards(&[]);
     rot.push("PC1_2   =                  0.1".into());
     assert!(read_err(d, "rot.fits", &raw_fits(&rot, &px)).contains("PC1_2"));

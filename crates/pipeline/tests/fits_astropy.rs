@@ -84,7 +84,8 @@ fn astropy_agrees_on_wcs_and_data() {
             "data": img.data_yx.outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
             "cards": {"BUNIT": "JY/BEAM", "EPSILON": 1e-5, "NVIS": 987_654_321,
                       "WEIGHTNG": "briggs 'robust' 0", "WSTACK": false, "BMAJ": 0.02,
-                      "CRPIX1": 33.0, "CRPIX2": 25.0, "CDELT3": 2.5e7},
+                      "CRPIX1": 33.0, "CRPIX2": 25.0, "CDELT3": 2.5e7,
+                      "CRVAL1": ra0, "CRVAL2": dec0, "CDELT2": 30.0 / 3600.0},
             "sky": sky.iter().map(|d| [d.ra.to_degrees(), d.dec.to_degrees()]).collect::<Vec<_>>(),
         });
         let cfg_path = dir.path().join(format!("cfg{i}.json"));

@@ -197,6 +197,27 @@ mod tests {
     }
 
     #[test]
+    fn panicking_writer_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        let dir_out = dir.path().join("bundle");
+        let file = std::panic::catch_unwind(|| {
+            write_file_atomic(&path, |w| {
+                w.write_all(b"partial").unwrap();
+                panic!("deliberate panic in a file writer")
+            })
+        });
+        let tree = std::panic::catch_unwind(|| {
+            write_dir_atomic(&dir_out, false, |d| {
+                fs::write(d.join("a.npy"), b"x").unwrap();
+                panic!("deliberate panic in a directory writer")
+            })
+        });
+        assert!(file.is_err() && tree.is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
     fn write_replaces_existing_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.bin");

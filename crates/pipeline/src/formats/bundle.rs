@@ -21,12 +21,13 @@ mod read;
 mod write;
 
 pub use meta::{BundleMeta, PhaseCentreDeg};
-pub use read::read_bundle_with_meta;
-pub use write::{VisDtype, WriteBundleOptions, write_bundle};
+pub use read::read_bundle_full;
+pub use write::{WriteBundleOptions, write_bundle};
 
 use std::path::Path;
 
 use aperture_imaging::vis::VisBlock;
+use serde::{Deserialize, Serialize};
 
 use crate::error::FormatError;
 
@@ -43,8 +44,36 @@ pub mod files {
     pub const META: &str = "meta.json";
 }
 
+/// Element type of `vis.npy`. The writer stores weights to match (float32 with
+/// complex64, float64 with complex128); the reader reports what it found
+/// ([`Bundle::vis_dtype`]) whatever the weights' type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum VisDtype {
+    /// numpy complex64 (`<c8`): half the size, f32 precision.
+    Complex64,
+    /// numpy complex128 (`<c16`): lossless.
+    #[default]
+    Complex128,
+}
+
+/// A bundle as read by [`read_bundle_full`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bundle {
+    /// The validated visibilities, with the phase centre of `meta.json`.
+    pub block: VisBlock,
+    /// The contents of `meta.json`.
+    pub meta: BundleMeta,
+    /// How `vis.npy` was stored, e.g. to write a derived bundle at the same precision.
+    pub vis_dtype: VisDtype,
+}
+
 /// Reads the bundle in `dir` into a validated [`VisBlock`] (phase centre from
-/// `meta.json`). Use [`read_bundle_with_meta`] to keep the other metadata.
+/// `meta.json`). Use [`read_bundle_with_meta`] or [`read_bundle_full`] to keep the rest.
 pub fn read_bundle(dir: impl AsRef<Path>) -> Result<VisBlock, FormatError> {
-    read_bundle_with_meta(dir).map(|(block, _)| block)
+    read_bundle_full(dir).map(|b| b.block)
+}
+
+/// Reads the bundle in `dir` with its metadata. See [`read_bundle_full`].
+pub fn read_bundle_with_meta(dir: impl AsRef<Path>) -> Result<(VisBlock, BundleMeta), FormatError> {
+    read_bundle_full(dir).map(|b| (b.block, b.meta))
 }

@@ -49,6 +49,14 @@ impl Bitpix {
             Self::F64 => -64,
         }
     }
+
+    /// Bytes per pixel.
+    pub(crate) fn bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F64 => 8,
+        }
+    }
 }
 
 /// A restoring beam: full widths at half maximum and position angle (east of north), in

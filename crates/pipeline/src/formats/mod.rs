@@ -1,5 +1,6 @@
 //! File formats aperture reads and writes.
 
+mod angle;
 mod atomic;
 pub mod bundle;
 pub mod fits;

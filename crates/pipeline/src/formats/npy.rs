@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
 
-use ndarray::{ArrayD, IxDyn, ShapeBuilder};
+use ndarray::{ArrayBase, ArrayD, Data, IxDyn, ShapeBuilder};
 use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ReadDataError, ReadableElement, WritableElement, WriteNpyExt};
 
@@ -189,10 +189,12 @@ impl NpyFile {
     }
 }
 
-/// Writes `array` to `path` (format 1.0, C order) and fsyncs it.
-pub fn write_npy<A, D>(path: &Path, array: &ndarray::Array<A, D>) -> Result<(), FormatError>
+/// Writes `array` (owned or a view) to `path` (format 1.0; C order, or Fortran order for
+/// a Fortran-layout array, as `ndarray-npy` chooses) and fsyncs it.
+pub fn write_npy<A, S, D>(path: &Path, array: &ArrayBase<S, D>) -> Result<(), FormatError>
 where
     A: WritableElement,
+    S: Data<Elem = A>,
     D: ndarray::Dimension,
 {
     write_file_synced(path, |w| {
@@ -237,5 +239,44 @@ mod tests {
         let err = NpyFile::open(&p).unwrap().read::<Complex32>().unwrap_err();
         assert!(matches!(err, FormatError::Truncated { .. }), "{err}");
         assert!(err.to_string().contains("a.npy"));
+    }
+
+    /// A `.npy` file as numpy writes it: version 1.0, header padded to 64 bytes.
+    fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut header = dict.to_owned();
+        while !(10 + header.len() + 1).is_multiple_of(64) {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn big_endian_and_fortran_order_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("be.npy");
+        let values = [1.5_f64, -2.25, 1e300];
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_be_bytes()).collect();
+        let dict = "{'descr': '>f8', 'fortran_order': False, 'shape': (3,), }";
+        std::fs::write(&p, npy_bytes(dict, &data)).unwrap();
+        let f = NpyFile::open(&p).unwrap();
+        assert_eq!(f.dtype(), Some(Dtype::F8));
+        assert_eq!(f.read::<f64>().unwrap().as_slice().unwrap(), values);
+
+        // [[0, 1, 2], [3, 4, 5]] stored column by column, as little-endian int32.
+        let p = dir.path().join("f.npy");
+        let data: Vec<u8> = [0_i32, 3, 1, 4, 2, 5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let dict = "{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }";
+        std::fs::write(&p, npy_bytes(dict, &data)).unwrap();
+        let back = NpyFile::open(&p).unwrap().read::<i32>().unwrap();
+        assert!(back.is_standard_layout());
+        assert_eq!(back.as_slice().unwrap(), [0, 1, 2, 3, 4, 5]);
     }
 }

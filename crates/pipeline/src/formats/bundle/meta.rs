@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::FormatError;
+use crate::formats::angle::rad_to_deg;
 
 /// The phase centre in degrees (ICRS/J2000).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -37,12 +38,15 @@ pub struct BundleMeta {
 const NAMED_KEYS: [&str; 3] = ["phase_centre", "telescope", "station_diameter_m"];
 
 impl BundleMeta {
-    /// Metadata for `block`: its phase centre and no optional keys.
+    /// Metadata for `block`: its phase centre and no optional keys. The degrees are the
+    /// shortest that convert back to the block's radians exactly, so a centre made with
+    /// `RaDec::from_degrees(15.0, …)` is stored as 15 (not 14.999999999999998) and
+    /// [`BundleMeta::phase_centre`] returns `block.phase_centre` bit for bit.
     pub fn for_block(block: &VisBlock) -> Self {
         Self {
             phase_centre: PhaseCentreDeg {
-                ra_deg: block.phase_centre.ra.to_degrees(),
-                dec_deg: block.phase_centre.dec.to_degrees(),
+                ra_deg: rad_to_deg(block.phase_centre.ra),
+                dec_deg: rad_to_deg(block.phase_centre.dec),
             },
             telescope: None,
             station_diameter_m: None,

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use aperture_imaging::coords::UvwMetres;
 use aperture_imaging::vis::VisBlock;
-use ndarray::{Array1, Array2, ArrayD, Ix1, Ix2};
+use ndarray::{Array, Array1, Array2, ArrayD, Dimension};
 use num_complex::{Complex32, Complex64};
 
-use super::files;
 use super::meta::BundleMeta;
+use super::{Bundle, VisDtype, files};
 use crate::error::FormatError;
 use crate::formats::npy::{Dtype, NpyFile};
 
@@ -90,20 +90,12 @@ impl Dims {
     }
 }
 
-fn ix2<T>(a: ArrayD<T>, path: &Path) -> Result<Array2<T>, FormatError> {
-    a.into_dimensionality::<Ix2>()
-        .map_err(|e| FormatError::Npy {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
-}
-
-fn ix1<T>(a: ArrayD<T>, path: &Path) -> Result<Array1<T>, FormatError> {
-    a.into_dimensionality::<Ix1>()
-        .map_err(|e| FormatError::Npy {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+/// `a` with the static dimension `D` (its shape was checked from the header).
+fn fixed_dim<T, D: Dimension>(a: ArrayD<T>, path: &Path) -> Result<Array<T, D>, FormatError> {
+    a.into_dimensionality::<D>().map_err(|e| FormatError::Npy {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 const F8: &str = "float64 ('<f8')";
@@ -115,16 +107,19 @@ fn read_f64(f: NpyFile) -> Result<ArrayD<f64>, FormatError> {
     }
 }
 
-fn read_vis(f: NpyFile) -> Result<Array2<Complex64>, FormatError> {
+/// The visibilities as complex128, and how they were stored.
+fn read_vis(f: NpyFile) -> Result<(Array2<Complex64>, VisDtype), FormatError> {
     let path = f.path().to_path_buf();
-    let a = match f.dtype() {
-        Some(Dtype::C16) => f.read::<Complex64>()?,
-        Some(Dtype::C8) => f
-            .read::<Complex32>()?
-            .mapv(|v| Complex64::new(v.re.into(), v.im.into())),
+    let (a, dtype) = match f.dtype() {
+        Some(Dtype::C16) => (f.read::<Complex64>()?, VisDtype::Complex128),
+        Some(Dtype::C8) => (
+            f.read::<Complex32>()?
+                .mapv(|v| Complex64::new(v.re.into(), v.im.into())),
+            VisDtype::Complex64,
+        ),
         _ => return Err(f.dtype_error("complex64 ('<c8') or complex128 ('<c16')")),
     };
-    let a = ix2(a, &path)?;
+    let a: Array2<_> = fixed_dim(a, &path)?;
     for ((r, c), v) in a.indexed_iter() {
         if !(v.re.is_finite() && v.im.is_finite()) {
             return Err(FormatError::NonFinite {
@@ -133,7 +128,7 @@ fn read_vis(f: NpyFile) -> Result<Array2<Complex64>, FormatError> {
             });
         }
     }
-    Ok(a)
+    Ok((a, dtype))
 }
 
 fn read_weight(f: NpyFile) -> Result<Array2<f64>, FormatError> {
@@ -143,7 +138,7 @@ fn read_weight(f: NpyFile) -> Result<Array2<f64>, FormatError> {
         Some(Dtype::F4) => f.read::<f32>()?.mapv(f64::from),
         _ => return Err(f.dtype_error("float32 ('<f4') or float64 ('<f8')")),
     };
-    let a = ix2(a, &path)?;
+    let a: Array2<_> = fixed_dim(a, &path)?;
     for ((r, c), &w) in a.indexed_iter() {
         let at = format!("row {r}, channel {c}");
         if !w.is_finite() {
@@ -163,36 +158,41 @@ fn read_weight(f: NpyFile) -> Result<Array2<f64>, FormatError> {
 fn read_flag(f: NpyFile) -> Result<Array2<bool>, FormatError> {
     let path = f.path().to_path_buf();
     match f.dtype() {
-        Some(Dtype::Bool) => ix2(f.read::<bool>()?, &path),
+        Some(Dtype::Bool) => fixed_dim(f.read::<bool>()?, &path),
         _ => Err(f.dtype_error("bool ('|b1')")),
     }
 }
 
 /// Antenna indices: any of int32, int64, uint32, uint64, each in 0..=u32::MAX.
 fn read_ant(f: NpyFile) -> Result<Vec<u32>, FormatError> {
-    let path = f.path().to_path_buf();
-    let wide: Vec<i128> = match f.dtype() {
-        Some(Dtype::I4) => f.read::<i32>()?.iter().map(|&v| v.into()).collect(),
-        Some(Dtype::I8) => f.read::<i64>()?.iter().map(|&v| v.into()).collect(),
-        Some(Dtype::U4) => f.read::<u32>()?.iter().map(|&v| v.into()).collect(),
-        Some(Dtype::U8) => f.read::<u64>()?.iter().map(|&v| v.into()).collect(),
-        _ => return Err(f.dtype_error("int32 ('<i4'), int64 ('<i8'), uint32 or uint64")),
-    };
-    wide.iter()
-        .enumerate()
-        .map(|(r, &v)| {
-            u32::try_from(v).map_err(|_| FormatError::BadValue {
-                path: path.clone(),
-                at: format!("row {r}"),
-                reason: format!("antenna index {v} is not in 0..={}", u32::MAX),
+    fn narrow<T>(a: ArrayD<T>, path: &Path) -> Result<Vec<u32>, FormatError>
+    where
+        T: Copy + TryInto<u32> + std::fmt::Display,
+    {
+        a.iter()
+            .enumerate()
+            .map(|(r, &v)| {
+                v.try_into().map_err(|_| FormatError::BadValue {
+                    path: path.to_path_buf(),
+                    at: format!("row {r}"),
+                    reason: format!("antenna index {v} is not in 0..={}", u32::MAX),
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
+    let path = f.path().to_path_buf();
+    match f.dtype() {
+        Some(Dtype::I4) => narrow(f.read::<i32>()?, &path),
+        Some(Dtype::I8) => narrow(f.read::<i64>()?, &path),
+        Some(Dtype::U4) => narrow(f.read::<u32>()?, &path),
+        Some(Dtype::U8) => narrow(f.read::<u64>()?, &path),
+        _ => Err(f.dtype_error("int32 ('<i4'), int64 ('<i8'), uint32 or uint64")),
+    }
 }
 
 fn read_uvw(f: NpyFile) -> Result<Vec<UvwMetres>, FormatError> {
     let path = f.path().to_path_buf();
-    let a = ix2(read_f64(f)?, &path)?;
+    let a: Array2<_> = fixed_dim(read_f64(f)?, &path)?;
     a.rows()
         .into_iter()
         .enumerate()
@@ -212,7 +212,7 @@ fn read_uvw(f: NpyFile) -> Result<Vec<UvwMetres>, FormatError> {
 
 fn read_freq(f: NpyFile) -> Result<Vec<f64>, FormatError> {
     let path = f.path().to_path_buf();
-    let a = ix1(read_f64(f)?, &path)?;
+    let a: Array1<_> = fixed_dim(read_f64(f)?, &path)?;
     for (c, &v) in a.iter().enumerate() {
         if !(v.is_finite() && v > 0.0) {
             return Err(FormatError::BadValue {
@@ -227,7 +227,7 @@ fn read_freq(f: NpyFile) -> Result<Vec<f64>, FormatError> {
 
 fn read_time(f: NpyFile) -> Result<Vec<f64>, FormatError> {
     let path = f.path().to_path_buf();
-    let a = ix1(read_f64(f)?, &path)?;
+    let a: Array1<_> = fixed_dim(read_f64(f)?, &path)?;
     if let Some(r) = a.iter().position(|v| !v.is_finite()) {
         return Err(FormatError::NonFinite {
             path,
@@ -243,8 +243,10 @@ fn read_meta(dir: &Path) -> Result<BundleMeta, FormatError> {
     BundleMeta::parse(&text, &path)
 }
 
-/// Reads the bundle in `dir` with its metadata. See [`super::read_bundle`].
-pub fn read_bundle_with_meta(dir: impl AsRef<Path>) -> Result<(VisBlock, BundleMeta), FormatError> {
+/// Reads the bundle in `dir`: the validated [`VisBlock`], `meta.json` and the stored
+/// precision of `vis.npy`. Every header is checked (dtype, shape, agreement between
+/// files) before any data is read; optional files take the defaults of the module docs.
+pub fn read_bundle_full(dir: impl AsRef<Path>) -> Result<Bundle, FormatError> {
     let dir = dir.as_ref();
     if !dir.is_dir() {
         return Err(FormatError::Missing {
@@ -283,10 +285,13 @@ pub fn read_bundle_with_meta(dir: impl AsRef<Path>) -> Result<(VisBlock, BundleM
     }
 
     let (nrow, nchan) = (dims.nrow, dims.nchan);
+    let uvw_r = read_uvw(uvw)?;
+    let freq_c = read_freq(freq)?;
+    let (vis_rc, vis_dtype) = read_vis(vis)?;
     let block = VisBlock {
-        uvw_r: read_uvw(uvw)?,
-        freq_c: read_freq(freq)?,
-        vis_rc: read_vis(vis)?,
+        uvw_r,
+        freq_c,
+        vis_rc,
         weight_rc: weight
             .map(read_weight)
             .transpose()?
@@ -313,5 +318,9 @@ pub fn read_bundle_with_meta(dir: impl AsRef<Path>) -> Result<(VisBlock, BundleM
         path: dir.to_path_buf(),
         source,
     })?;
-    Ok((block, meta))
+    Ok(Bundle {
+        block,
+        meta,
+        vis_dtype,
+    })
 }

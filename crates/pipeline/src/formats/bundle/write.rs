@@ -5,26 +5,15 @@ use std::io::Write;
 use std::path::Path;
 
 use aperture_imaging::vis::VisBlock;
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, aview1};
 use num_complex::Complex32;
-use serde::{Deserialize, Serialize};
 
-use super::files;
 use super::meta::BundleMeta;
+use super::{VisDtype, files};
 use crate::error::FormatError;
+use crate::formats::angle::rad_to_deg;
 use crate::formats::atomic::{write_dir_atomic, write_file_synced};
 use crate::formats::npy::write_npy;
-
-/// Precision of the written visibilities; weights follow (float32 with complex64,
-/// float64 with complex128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum VisDtype {
-    /// numpy complex64 (`<c8`): half the size, f32 precision.
-    Complex64,
-    /// numpy complex128 (`<c16`): lossless.
-    #[default]
-    Complex128,
-}
 
 /// Options for [`write_bundle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,8 +41,8 @@ fn check_meta(block: &VisBlock, meta: &BundleMeta) -> Result<(), FormatError> {
                  start from BundleMeta::for_block",
                 meta.phase_centre.ra_deg,
                 meta.phase_centre.dec_deg,
-                b.ra.to_degrees(),
-                b.dec.to_degrees()
+                rad_to_deg(b.ra),
+                rad_to_deg(b.dec)
             ),
         ));
     }
@@ -141,7 +130,7 @@ pub fn write_bundle(
 
     write_dir_atomic(dir, opts.overwrite, |tmp| {
         write_npy(&tmp.join(files::UVW), &uvw)?;
-        write_npy(&tmp.join(files::FREQ), &Array1::from(block.freq_c.clone()))?;
+        write_npy(&tmp.join(files::FREQ), &aview1(&block.freq_c))?;
         match &single {
             Some((v, w)) => {
                 write_npy(&tmp.join(files::VIS), v)?;
@@ -155,7 +144,7 @@ pub fn write_bundle(
         write_npy(&tmp.join(files::FLAG), &block.flag_rc)?;
         write_npy(&tmp.join(files::ANT1), &ant1)?;
         write_npy(&tmp.join(files::ANT2), &ant2)?;
-        write_npy(&tmp.join(files::TIME), &Array1::from(block.time_r.clone()))?;
+        write_npy(&tmp.join(files::TIME), &aview1(&block.time_r))?;
         write_meta(&tmp.join(files::META), meta)
     })
 }

@@ -12,10 +12,18 @@ use aperture_imaging::image::ImageGeometry;
 use super::card::Card;
 use super::header::FitsHeader;
 use crate::error::FormatError;
+use crate::formats::angle::rad_to_deg;
+
+/// The 1-based reference pixel of an axis of `n` pixels: the phase centre, pixel n/2
+/// (0-based) of `ImageGeometry`.
+fn crpix(n: usize) -> f64 {
+    (n / 2 + 1) as f64
+}
 
 /// The WCS cards for `g` as a 4-axis (RA, DEC, FREQ, STOKES) image, in writing order.
+/// Angles are written so that [`geometry_from_header`] gets the same radians back.
 pub fn geometry_cards(g: &ImageGeometry) -> Vec<Card> {
-    let cell_deg = g.cell.to_degrees();
+    let cell_deg = rad_to_deg(g.cell);
     let bandwidth = if g.bandwidth_hz > 0.0 {
         g.bandwidth_hz
     } else {
@@ -30,26 +38,14 @@ pub fn geometry_cards(g: &ImageGeometry) -> Vec<Card> {
             "RA---SIN",
             "right ascension, orthographic projection",
         ),
-        Card::new("CRVAL1", g.phase_centre.ra.to_degrees(), "phase centre RA"),
+        Card::new("CRVAL1", rad_to_deg(g.phase_centre.ra), "phase centre RA"),
         Card::new("CDELT1", -cell_deg, "RA increases to the left"),
-        Card::new(
-            "CRPIX1",
-            (g.npix_x / 2 + 1) as f64,
-            "phase centre pixel (1-based)",
-        ),
+        Card::new("CRPIX1", crpix(g.npix_x), "phase centre pixel (1-based)"),
         Card::new("CUNIT1", "deg", ""),
         Card::new("CTYPE2", "DEC--SIN", "declination, orthographic projection"),
-        Card::new(
-            "CRVAL2",
-            g.phase_centre.dec.to_degrees(),
-            "phase centre Dec",
-        ),
+        Card::new("CRVAL2", rad_to_deg(g.phase_centre.dec), "phase centre Dec"),
         Card::new("CDELT2", cell_deg, ""),
-        Card::new(
-            "CRPIX2",
-            (g.npix_y / 2 + 1) as f64,
-            "phase centre pixel (1-based)",
-        ),
+        Card::new("CRPIX2", crpix(g.npix_y), "phase centre pixel (1-based)"),
         Card::new("CUNIT2", "deg", ""),
         Card::new("CTYPE3", "FREQ", "frequency"),
         Card::new("CRVAL3", g.freq_hz, "reference frequency"),
@@ -273,13 +269,13 @@ pub fn geometry_from_header(
         ));
     }
     for (i, n) in [(1, nx), (2, ny)] {
-        let crpix = require(h, path, &format!("CRPIX{i}"))?;
-        let want = (n / 2 + 1) as f64;
-        if (crpix - want).abs() > 1e-9 {
+        let got = require(h, path, &format!("CRPIX{i}"))?;
+        let want = crpix(n);
+        if (got - want).abs() > 1e-9 {
             return Err(FormatError::fits(
                 path,
                 format!(
-                    "CRPIX{i} = {crpix} but aperture needs the phase centre at pixel \
+                    "CRPIX{i} = {got} but aperture needs the phase centre at pixel \
                      NAXIS{i}/2 + 1 = {want}; images are not resampled"
                 ),
             ));

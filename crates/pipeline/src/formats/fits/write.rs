@@ -194,6 +194,11 @@ fn check_image(image: &Image, bitpix: Bitpix) -> Result<(), FormatError> {
 /// on error no file (and no temporary) is left behind. Non-finite pixels, values that
 /// overflow BITPIX −32, invalid geometry and caller cards that clash with the WCS or
 /// structure keywords are rejected before anything is written.
+///
+/// An existing file at `path` is replaced without asking (unlike [`write_bundle`]'s
+/// `overwrite` option); callers that must not clobber check first.
+///
+/// [`write_bundle`]: crate::formats::bundle::write_bundle
 pub fn write_fits_image(
     path: impl AsRef<Path>,
     image: &Image,
@@ -205,7 +210,7 @@ pub fn write_fits_image(
     write_file_atomic(path, |w| {
         let io = |e| FormatError::io("writing", path, e);
         w.write_all(&header).map_err(io)?;
-        let mut row = Vec::with_capacity(image.geom.npix_x * 8);
+        let mut row = Vec::with_capacity(image.geom.npix_x * opts.bitpix.bytes());
         for line in image.data_yx.rows() {
             row.clear();
             for &v in line {
@@ -216,7 +221,7 @@ pub fn write_fits_image(
             }
             w.write_all(&row).map_err(io)?;
         }
-        let bytes = image.data_yx.len() * if opts.bitpix == Bitpix::F32 { 4 } else { 8 };
+        let bytes = image.data_yx.len() * opts.bitpix.bytes();
         let pad = bytes.div_ceil(BLOCK_LEN) * BLOCK_LEN - bytes;
         w.write_all(&vec![0_u8; pad]).map_err(io)
     })
