@@ -15,6 +15,9 @@ pub use error::ImagingError;
 
 /// Speed of light in vacuum, m/s.
 pub const SPEED_OF_LIGHT: f64 = 299_792_458.0;
+pub mod calib;
+pub mod deconv;
 pub mod gridder;
+pub mod restore;
 pub mod sim;
 pub mod weighting;
