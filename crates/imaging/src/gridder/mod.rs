@@ -26,7 +26,7 @@ use crate::coords::UvwMetres;
 use crate::image::{Image, ImageGeometry};
 pub use engine::data_extent;
 pub use fft_size::good_fft_size;
-pub use params::Request;
+pub use params::{DataExtent, Request, choose_layout_costed};
 
 /// Floating-point precision of the gridding computation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -102,6 +102,17 @@ pub fn choose_layout(
     data: &DataExtent,
     req: &Request,
 ) -> Result<Layout, ImagingError> {
+    choose_layout_costed(geom, data, req).map(|(layout, _)| layout)
+}
+
+/// [`choose_layout`], also returning the cost model's estimate of one single-threaded
+/// invert (or predict) with that layout, in seconds on the reference machine. The job
+/// planner sizes its tasks with it.
+pub fn choose_layout_costed(
+    geom: &ImageGeometry,
+    data: &DataExtent,
+    req: &Request,
+) -> Result<(Layout, f64), ImagingError> {
     geom.validate()?;
     let (min_eps, max_eps) = epsilon_range(req.double);
     if !(req.epsilon.is_finite() && req.epsilon >= min_eps && req.epsilon <= max_eps) {
@@ -181,7 +192,7 @@ pub fn choose_layout(
             best = Some((total, layout));
         }
     }
-    best.map(|(_, l)| l).ok_or_else(|| {
+    best.map(|(t, l)| (l, t)).ok_or_else(|| {
         ImagingError::invalid(
             "epsilon",
             format!(

@@ -1,0 +1,137 @@
+//! `spec.calibration`: RASCIL's calibration context chain (T, G, B) with per-term
+//! first cycle, phase-only flag and solution interval.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A calibration term.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum SolutionTerm {
+    /// Phase-only scalar, shared by all frequencies (solved globally).
+    T,
+    /// Amplitude and phase per frequency window.
+    G,
+    /// Per channel (bandpass).
+    B,
+}
+
+impl SolutionTerm {
+    pub fn letter(self) -> char {
+        match self {
+            Self::T => 'T',
+            Self::G => 'G',
+            Self::B => 'B',
+        }
+    }
+}
+
+/// Controls of one term.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TermSpec {
+    /// First major cycle (1-based) in which this term is solved.
+    pub first_cycle: u32,
+    #[serde(default)]
+    pub phase_only: bool,
+    /// Solution interval in seconds (omitted = the whole observation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<f64>,
+    #[serde(default = "d_tol")]
+    pub tolerance: f64,
+    #[serde(default = "d_max_iter")]
+    pub max_iterations: u32,
+}
+
+fn d_tol() -> f64 {
+    1e-8
+}
+fn d_max_iter() -> u32 {
+    200
+}
+
+impl TermSpec {
+    fn new(first_cycle: u32, phase_only: bool) -> Self {
+        Self {
+            first_cycle,
+            phase_only,
+            interval_seconds: None,
+            tolerance: d_tol(),
+            max_iterations: d_max_iter(),
+        }
+    }
+}
+
+/// `{context: T|TG|TGB|G|…, T: {...}, G: {...}, B: {...}, referenceAntenna: 0}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CalibrationSpec {
+    /// Terms solved, in order (used by `ical` only).
+    #[serde(default = "d_context")]
+    pub context: String,
+    #[serde(rename = "T", default = "d_t")]
+    pub t: TermSpec,
+    #[serde(rename = "G", default = "d_g")]
+    pub g: TermSpec,
+    #[serde(rename = "B", default = "d_b")]
+    pub b: TermSpec,
+    #[serde(default)]
+    pub reference_antenna: u32,
+}
+
+fn d_context() -> String {
+    "TG".into()
+}
+fn d_t() -> TermSpec {
+    TermSpec::new(1, true)
+}
+fn d_g() -> TermSpec {
+    TermSpec::new(2, false)
+}
+fn d_b() -> TermSpec {
+    TermSpec::new(3, false)
+}
+
+impl Default for CalibrationSpec {
+    fn default() -> Self {
+        Self {
+            context: d_context(),
+            t: d_t(),
+            g: d_g(),
+            b: d_b(),
+            reference_antenna: 0,
+        }
+    }
+}
+
+impl CalibrationSpec {
+    /// The terms of the context in order; invalid letters are reported by validation.
+    pub fn terms(&self) -> Vec<SolutionTerm> {
+        self.context
+            .chars()
+            .filter_map(|c| match c {
+                'T' => Some(SolutionTerm::T),
+                'G' => Some(SolutionTerm::G),
+                'B' => Some(SolutionTerm::B),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn term(&self, t: SolutionTerm) -> &TermSpec {
+        match t {
+            SolutionTerm::T => &self.t,
+            SolutionTerm::G => &self.g,
+            SolutionTerm::B => &self.b,
+        }
+    }
+
+    /// Terms active in major cycle `cycle` (1-based).
+    pub fn active_in(&self, cycle: u32) -> Vec<SolutionTerm> {
+        self.terms()
+            .into_iter()
+            .filter(|t| self.term(*t).first_cycle <= cycle)
+            .collect()
+    }
+}

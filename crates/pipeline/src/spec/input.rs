@@ -1,0 +1,175 @@
+//! `spec.input`: an existing visibility dataset or a deterministic simulation.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Exactly one of `visibilities` and `simulate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InputSpec {
+    /// URL of a Zarr visibility dataset (as written by `aperture import` or a simulate
+    /// stage): a path, file://, s3:// or memory://.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibilities: Option<String>,
+    /// Simulate the visibilities (written under `<output>/vis.zarr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulate: Option<SimulateSpec>,
+}
+
+/// Array configurations the simulator knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Telescope {
+    /// SKA-Low (512 stations of 38 m).
+    #[default]
+    Low,
+    /// SKA-Mid with MeerKAT (197 dishes).
+    Mid,
+}
+
+/// A simulated observation: the array within `rmax` of its centre, `ntimes` snapshots
+/// over `spanHours`, `frequencyWindows` windows of `channelsPerWindow` channels evenly
+/// spaced over [freqMinHz, freqMaxHz], point sources, noise and antenna gains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimulateSpec {
+    #[serde(default)]
+    pub telescope: Telescope,
+    /// Array radius in metres.
+    #[serde(default = "d_rmax")]
+    pub rmax: f64,
+    #[serde(default = "d_windows")]
+    pub frequency_windows: u32,
+    #[serde(default = "d_one")]
+    pub channels_per_window: u32,
+    #[serde(default = "d_fmin")]
+    pub freq_min_hz: f64,
+    #[serde(default = "d_fmax")]
+    pub freq_max_hz: f64,
+    #[serde(default = "d_ntimes")]
+    pub ntimes: u32,
+    #[serde(default = "d_span")]
+    pub span_hours: f64,
+    /// Phase centre, degrees.
+    #[serde(default = "d_ra")]
+    pub ra_deg: f64,
+    #[serde(default = "d_dec")]
+    pub dec_deg: f64,
+    #[serde(default)]
+    pub sky: SkySpec,
+    /// Thermal noise per visibility (Jy, rms of each of re and im).
+    #[serde(default)]
+    pub noise_jy: f64,
+    /// Per-antenna gain phase rms in degrees (0 = no corruption).
+    #[serde(default)]
+    pub gain_phase_rms_deg: f64,
+    /// Per-antenna fractional gain amplitude rms (0 = none).
+    #[serde(default)]
+    pub gain_amplitude_rms: f64,
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+}
+
+/// Random point sources inside the inner part of the field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SkySpec {
+    #[serde(default = "d_sources")]
+    pub sources: u32,
+    #[serde(default = "d_flux_min")]
+    pub flux_min_jy: f64,
+    #[serde(default = "d_flux_max")]
+    pub flux_max_jy: f64,
+    /// Spectral index range of the sources (S ∝ ν^α about the band centre).
+    #[serde(default = "d_alpha_min")]
+    pub alpha_min: f64,
+    #[serde(default = "d_alpha_max")]
+    pub alpha_max: f64,
+    /// Sources lie within this fraction of the image half-width from the centre.
+    #[serde(default = "d_extent")]
+    pub extent: f64,
+}
+
+impl Default for SkySpec {
+    fn default() -> Self {
+        Self {
+            sources: d_sources(),
+            flux_min_jy: d_flux_min(),
+            flux_max_jy: d_flux_max(),
+            alpha_min: d_alpha_min(),
+            alpha_max: d_alpha_max(),
+            extent: d_extent(),
+        }
+    }
+}
+
+impl Default for SimulateSpec {
+    fn default() -> Self {
+        Self {
+            telescope: Telescope::Low,
+            rmax: d_rmax(),
+            frequency_windows: d_windows(),
+            channels_per_window: d_one(),
+            freq_min_hz: d_fmin(),
+            freq_max_hz: d_fmax(),
+            ntimes: d_ntimes(),
+            span_hours: d_span(),
+            ra_deg: d_ra(),
+            dec_deg: d_dec(),
+            sky: SkySpec::default(),
+            noise_jy: 0.0,
+            gain_phase_rms_deg: 0.0,
+            gain_amplitude_rms: 0.0,
+            seed: d_seed(),
+        }
+    }
+}
+
+fn d_rmax() -> f64 {
+    600.0
+}
+fn d_windows() -> u32 {
+    16
+}
+fn d_one() -> u32 {
+    1
+}
+fn d_fmin() -> f64 {
+    100e6
+}
+fn d_fmax() -> f64 {
+    150e6
+}
+fn d_ntimes() -> u32 {
+    7
+}
+fn d_span() -> f64 {
+    6.0
+}
+fn d_ra() -> f64 {
+    15.0
+}
+fn d_dec() -> f64 {
+    -45.0
+}
+fn d_seed() -> u64 {
+    42
+}
+fn d_sources() -> u32 {
+    5
+}
+fn d_flux_min() -> f64 {
+    0.5
+}
+fn d_flux_max() -> f64 {
+    5.0
+}
+fn d_alpha_min() -> f64 {
+    -1.0
+}
+fn d_alpha_max() -> f64 {
+    0.0
+}
+fn d_extent() -> f64 {
+    0.5
+}

@@ -1,0 +1,98 @@
+//! `spec.parallelism`, `spec.workers`, `spec.storage`, `spec.telemetry`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How work is split and reduced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ParallelismSpec {
+    /// Target duration of one task, seconds (the planner aims for the 1–100 s band).
+    #[serde(default = "d_target")]
+    pub target_task_seconds: f64,
+    /// Most tasks running at once (local: worker processes; cluster: Job parallelism).
+    #[serde(default = "d_max_parallel")]
+    pub max_parallel: u32,
+    /// Fan-in of the reduction trees (2–64).
+    #[serde(default = "d_fan_in")]
+    pub reduction_fan_in: u32,
+    /// Attempts per task before the job fails (≥ 1).
+    #[serde(default = "d_attempts")]
+    pub max_attempts: u32,
+    /// Memory budget of one worker in MiB (omitted: from workers.resources limits, else
+    /// 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_memory_mib: Option<u64>,
+    /// Threads per worker task (0 = all cores of the worker).
+    #[serde(default = "d_threads")]
+    pub threads_per_task: u32,
+}
+
+fn d_target() -> f64 {
+    30.0
+}
+fn d_max_parallel() -> u32 {
+    2
+}
+fn d_fan_in() -> u32 {
+    4
+}
+fn d_attempts() -> u32 {
+    3
+}
+fn d_threads() -> u32 {
+    1
+}
+
+impl Default for ParallelismSpec {
+    fn default() -> Self {
+        Self {
+            target_task_seconds: d_target(),
+            max_parallel: d_max_parallel(),
+            reduction_fan_in: d_fan_in(),
+            max_attempts: d_attempts(),
+            worker_memory_mib: None,
+            threads_per_task: d_threads(),
+        }
+    }
+}
+
+/// Worker pods (used by the operator; ignored by local runs except `image`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkersSpec {
+    /// Worker container image (default: the operator's configured image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Bare-metal style pods on the host network.
+    #[serde(default)]
+    pub host_network: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// Object-store access.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageSpec {
+    /// Secret with AWS_* variables for s3:// URLs (operator only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+/// Trace export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TelemetrySpec {
+    /// OTLP/HTTP endpoint, e.g. http://otel-collector:4318 (omitted = no export; the
+    /// trace is still written under diagnostics/).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+}

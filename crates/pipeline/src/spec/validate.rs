@@ -1,0 +1,311 @@
+//! Range and consistency checks of an `ImagingJobSpec`; each error names the field path.
+
+use super::{AutoOr, CleanAlgorithm, ImagingJobSpec, PipelineKind, SpecError, WindowKind};
+
+fn check(ok: bool, field: &str, reason: impl FnOnce() -> String) -> Result<(), SpecError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::invalid(field, reason()))
+    }
+}
+
+fn finite_in(v: f64, lo: f64, hi: f64, field: &str) -> Result<(), SpecError> {
+    check(v.is_finite() && v >= lo && v <= hi, field, || {
+        format!("{v} is outside [{lo}, {hi}]")
+    })
+}
+
+/// Validates the whole spec.
+pub fn validate(s: &ImagingJobSpec) -> Result<(), SpecError> {
+    match (&s.input.visibilities, &s.input.simulate) {
+        (Some(_), Some(_)) => {
+            return Err(SpecError::invalid(
+                "spec.input",
+                "give exactly one of visibilities and simulate, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(SpecError::invalid(
+                "spec.input",
+                "give exactly one of visibilities (a Zarr URL) and simulate",
+            ));
+        }
+        (Some(url), None) => check(!url.trim().is_empty(), "spec.input.visibilities", || {
+            "empty URL".into()
+        })?,
+        (None, Some(sim)) => {
+            finite_in(sim.rmax, 10.0, 100_000.0, "spec.input.simulate.rmax")?;
+            check(
+                (1..=100_000).contains(&sim.frequency_windows),
+                "spec.input.simulate.frequencyWindows",
+                || format!("{} is outside 1…100000", sim.frequency_windows),
+            )?;
+            check(
+                (1..=65_536).contains(&sim.channels_per_window),
+                "spec.input.simulate.channelsPerWindow",
+                || format!("{} is outside 1…65536", sim.channels_per_window),
+            )?;
+            finite_in(sim.freq_min_hz, 1e6, 1e12, "spec.input.simulate.freqMinHz")?;
+            finite_in(
+                sim.freq_max_hz,
+                sim.freq_min_hz,
+                1e12,
+                "spec.input.simulate.freqMaxHz",
+            )?;
+            check(
+                (1..=100_000).contains(&sim.ntimes),
+                "spec.input.simulate.ntimes",
+                || format!("{} is outside 1…100000", sim.ntimes),
+            )?;
+            finite_in(sim.span_hours, 0.0, 24.0, "spec.input.simulate.spanHours")?;
+            finite_in(sim.ra_deg, -360.0, 360.0, "spec.input.simulate.raDeg")?;
+            finite_in(sim.dec_deg, -90.0, 90.0, "spec.input.simulate.decDeg")?;
+            finite_in(sim.noise_jy, 0.0, 1e6, "spec.input.simulate.noiseJy")?;
+            finite_in(
+                sim.gain_phase_rms_deg,
+                0.0,
+                180.0,
+                "spec.input.simulate.gainPhaseRmsDeg",
+            )?;
+            finite_in(
+                sim.gain_amplitude_rms,
+                0.0,
+                0.9,
+                "spec.input.simulate.gainAmplitudeRms",
+            )?;
+            let sky = &sim.sky;
+            check(
+                sky.sources <= 10_000,
+                "spec.input.simulate.sky.sources",
+                || format!("{} is more than 10000", sky.sources),
+            )?;
+            finite_in(
+                sky.flux_min_jy,
+                0.0,
+                1e6,
+                "spec.input.simulate.sky.fluxMinJy",
+            )?;
+            finite_in(
+                sky.flux_max_jy,
+                sky.flux_min_jy,
+                1e6,
+                "spec.input.simulate.sky.fluxMaxJy",
+            )?;
+            finite_in(sky.alpha_min, -5.0, 5.0, "spec.input.simulate.sky.alphaMin")?;
+            finite_in(
+                sky.alpha_max,
+                sky.alpha_min,
+                5.0,
+                "spec.input.simulate.sky.alphaMax",
+            )?;
+            finite_in(sky.extent, 0.0, 0.95, "spec.input.simulate.sky.extent")?;
+        }
+    }
+    if let Some(out) = &s.output {
+        check(!out.trim().is_empty(), "spec.output", || "empty URL".into())?;
+    }
+    let im = &s.image;
+    if let AutoOr::Value(n) = im.npixel {
+        check((16..=65_536).contains(&n), "spec.image.npixel", || {
+            format!("{n} is outside 16…65536")
+        })?;
+        check(n % 2 == 0, "spec.image.npixel", || {
+            format!("{n} must be even")
+        })?;
+    }
+    if let Some(c) = im.cellsize_arcsec {
+        finite_in(c, 1e-4, 3600.0, "spec.image.cellsizeArcsec")?;
+    }
+    let (lo, hi) = match im.precision {
+        super::PrecisionSpec::Single => (1e-5, 1e-1),
+        super::PrecisionSpec::Double => (1e-12, 1e-1),
+    };
+    check(
+        im.epsilon.is_finite() && im.epsilon >= lo && im.epsilon <= hi,
+        "spec.image.epsilon",
+        || {
+            format!(
+                "{} is outside [{lo:e}, {hi:e}] for {:?} precision",
+                im.epsilon, im.precision
+            )
+        },
+    )?;
+    finite_in(
+        im.weighting.robust,
+        -2.0,
+        2.0,
+        "spec.image.weighting.robust",
+    )?;
+    if let Some(t) = im.taper_arcsec {
+        finite_in(t, 1e-3, 1e6, "spec.image.taperArcsec")?;
+    }
+    let d = &s.deconvolution;
+    check(
+        (1..=10_000_000).contains(&d.niter),
+        "spec.deconvolution.niter",
+        || format!("{} is outside 1…10000000", d.niter),
+    )?;
+    check(
+        d.gain > 0.0 && d.gain <= 1.0,
+        "spec.deconvolution.gain",
+        || format!("{} is outside (0, 1]", d.gain),
+    )?;
+    finite_in(d.threshold, 0.0, 1e9, "spec.deconvolution.threshold")?;
+    check(
+        d.fractional_threshold.is_finite() && (0.0..1.0).contains(&d.fractional_threshold),
+        "spec.deconvolution.fractionalThreshold",
+        || format!("{} is outside [0, 1)", d.fractional_threshold),
+    )?;
+    if let Some(a) = d.auto_threshold {
+        finite_in(a, 0.0, 1e3, "spec.deconvolution.autoThreshold")?;
+    }
+    if d.algorithm == CleanAlgorithm::Msmfs {
+        check(
+            (1..=3).contains(&d.nmoment),
+            "spec.deconvolution.nmoment",
+            || format!("{} is outside 1…3", d.nmoment),
+        )?;
+    }
+    check(!d.scales.is_empty(), "spec.deconvolution.scales", || {
+        "empty list".into()
+    })?;
+    for (i, sc) in d.scales.iter().enumerate() {
+        finite_in(*sc, 0.0, 1e4, &format!("spec.deconvolution.scales[{i}]"))?;
+    }
+    finite_in(d.scale_bias, 0.0, 10.0, "spec.deconvolution.scaleBias")?;
+    if d.window.kind != WindowKind::NoEdge {
+        check(
+            d.window.pixels == 0,
+            "spec.deconvolution.window.pixels",
+            || "only used with type noEdge".into(),
+        )?;
+    }
+    let c = &s.calibration;
+    let mut seen = String::new();
+    for ch in c.context.chars() {
+        check(
+            matches!(ch, 'T' | 'G' | 'B'),
+            "spec.calibration.context",
+            || {
+                format!(
+                    "{:?}: unknown term {ch:?} (use T, G, B, e.g. \"TG\")",
+                    c.context
+                )
+            },
+        )?;
+        check(!seen.contains(ch), "spec.calibration.context", || {
+            format!("{:?}: term {ch} appears twice", c.context)
+        })?;
+        seen.push(ch);
+    }
+    for (name, t) in [("T", &c.t), ("G", &c.g), ("B", &c.b)] {
+        check(
+            t.first_cycle >= 1,
+            &format!("spec.calibration.{name}.firstCycle"),
+            || "major cycles count from 1".into(),
+        )?;
+        if let Some(iv) = t.interval_seconds {
+            finite_in(
+                iv,
+                1e-3,
+                1e9,
+                &format!("spec.calibration.{name}.intervalSeconds"),
+            )?;
+        }
+        finite_in(
+            t.tolerance,
+            1e-15,
+            1.0,
+            &format!("spec.calibration.{name}.tolerance"),
+        )?;
+        check(
+            t.max_iterations >= 1,
+            &format!("spec.calibration.{name}.maxIterations"),
+            || "must be at least 1".into(),
+        )?;
+    }
+    check(
+        (1..=100).contains(&s.major_cycles),
+        "spec.majorCycles",
+        || format!("{} is outside 1…100", s.major_cycles),
+    )?;
+    if s.pipeline == PipelineKind::Predict {
+        check(
+            s.input.simulate.is_some() || s.input.visibilities.is_some(),
+            "spec.input",
+            || "predict needs the layout of an input dataset".into(),
+        )?;
+    }
+    let p = &s.parallelism;
+    finite_in(
+        p.target_task_seconds,
+        0.1,
+        3600.0,
+        "spec.parallelism.targetTaskSeconds",
+    )?;
+    check(
+        (1..=100_000).contains(&p.max_parallel),
+        "spec.parallelism.maxParallel",
+        || format!("{} is outside 1…100000", p.max_parallel),
+    )?;
+    check(
+        (2..=64).contains(&p.reduction_fan_in),
+        "spec.parallelism.reductionFanIn",
+        || format!("{} is outside 2…64", p.reduction_fan_in),
+    )?;
+    check(
+        (1..=20).contains(&p.max_attempts),
+        "spec.parallelism.maxAttempts",
+        || format!("{} is outside 1…20", p.max_attempts),
+    )?;
+    if let Some(m) = p.worker_memory_mib {
+        check(m >= 64, "spec.parallelism.workerMemoryMib", || {
+            format!("{m} MiB is below the 64 MiB minimum")
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_job;
+
+    fn with(extra: &str) -> String {
+        format!(
+            "apiVersion: aperture.dev/v1alpha1\nkind: ImagingJob\nmetadata: {{name: t}}\nspec:\n  input: {{simulate: {{}}}}\n{extra}"
+        )
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_field() {
+        for (extra, field) in [
+            ("  image: {epsilon: 1e-14}\n", "spec.image.epsilon"),
+            (
+                "  image: {precision: single, epsilon: 1e-7}\n",
+                "spec.image.epsilon",
+            ),
+            ("  image: {npixel: 513}\n", "spec.image.npixel"),
+            ("  deconvolution: {niter: 0}\n", "spec.deconvolution.niter"),
+            ("  deconvolution: {gain: 1.5}\n", "spec.deconvolution.gain"),
+            ("  calibration: {context: TX}\n", "spec.calibration.context"),
+            ("  calibration: {context: TT}\n", "spec.calibration.context"),
+            ("  majorCycles: 0\n", "spec.majorCycles"),
+            (
+                "  parallelism: {reductionFanIn: 1}\n",
+                "spec.parallelism.reductionFanIn",
+            ),
+        ] {
+            let err = parse_job(&with(extra), "m").unwrap_err();
+            assert_eq!(err.field(), field, "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn input_needs_exactly_one_source() {
+        let both = with("").replace("{simulate: {}}", "{simulate: {}, visibilities: x}");
+        assert_eq!(parse_job(&both, "m").unwrap_err().field(), "spec.input");
+        let none = with("").replace("{simulate: {}}", "{}");
+        assert_eq!(parse_job(&none, "m").unwrap_err().field(), "spec.input");
+    }
+}
