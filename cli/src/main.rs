@@ -44,12 +44,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Run(cmd::run::RunArgs),
+    /// Run one task of a stored job plan (what `aperture run` starts per task).
+    #[command(hide = true)]
+    Worker(cmd::run::WorkerArgs),
     Simulate(cmd::simulate::SimulateArgs),
     Invert(cmd::invert::InvertArgs),
     Predict(cmd::predict::PredictArgs),
+    Clean(cmd::clean::CleanArgs),
+    Calibrate(cmd::calibrate::CalibrateArgs),
+    ApplyGains(cmd::apply_gains::ApplyGainsArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Import visibilities into a Zarr visibility dataset.
+    #[command(subcommand)]
+    Import(cmd::import::ImportCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,11 +74,19 @@ fn main() -> ExitCode {
         command_line: command_line(),
     };
     let result = match &cli.command {
+        Command::Run(args) => cmd::run::run(args, &ctx),
+        Command::Worker(args) => return ExitCode::from(cmd::run::run_worker(args)),
         Command::Simulate(args) => cmd::simulate::run(args, &ctx),
         Command::Invert(args) => cmd::invert::run(args, &ctx),
         Command::Predict(args) => cmd::predict::run(args, &ctx),
+        Command::Clean(args) => cmd::clean::run(args, &ctx),
+        Command::Calibrate(args) => cmd::calibrate::run(args, &ctx),
+        Command::ApplyGains(args) => cmd::apply_gains::run(args, &ctx),
         Command::Bench(cmd::bench::BenchCommand::Kernels(args)) => {
             cmd::bench::run_kernels(args, &ctx)
+        }
+        Command::Import(cmd::import::ImportCommand::Npy(args)) => {
+            cmd::import::run_npy(args, &ctx)
         }
     };
     match result {

@@ -1,6 +1,11 @@
 //! The subcommands, one module each: arguments (clap) and `run`.
 
+pub mod apply_gains;
 pub mod bench;
+pub mod calibrate;
+pub mod clean;
+pub mod import;
 pub mod invert;
 pub mod predict;
+pub mod run;
 pub mod simulate;

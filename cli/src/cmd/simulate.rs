@@ -195,6 +195,8 @@ pub struct SimulateArgs {
     /// Precision of vis.npy (and weight.npy): f32 writes complex64, f64 complex128.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F64)]
     pub precision: PrecisionArg,
+    #[command(flatten)]
+    pub gains: super::apply_gains::GainSimArgs,
     /// Output bundle directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -398,6 +400,8 @@ fn sky_json(sky: &SkyModel, geom: &ImageGeometry) -> Value {
 pub fn run(args: &SimulateArgs, ctx: &Context) -> Result<()> {
     let (setup, phase_centre) = check_args(args)?;
     check_bundle_output("--out", &args.out, args.overwrite)?;
+    let mut sim_gains =
+        super::apply_gains::SimulatedGains::check(&args.gains, &args.out, args.overwrite)?;
     let hour_angles = hour_angles(args.times, args.span_hours).map_err(|e| {
         for_option(
             e,
@@ -477,6 +481,7 @@ pub fn run(args: &SimulateArgs, ctx: &Context) -> Result<()> {
             _ => anyhow!("simulating {}: {e}", config.name),
         },
     )?;
+    sim_gains.corrupt(&mut block, &setup, args.seed)?;
     add_thermal_noise(&mut block.vis_rc, args.noise, args.seed ^ NOISE_SEED_MIX)
         .map_err(|e| for_option(e, &[("noise_sigma", "--noise")]))?;
     stage.done();
@@ -492,6 +497,7 @@ pub fn run(args: &SimulateArgs, ctx: &Context) -> Result<()> {
     let channel_width = setup.channel_width()?;
     let extra = &mut meta.extra;
     extra.insert("sky_model".into(), sky_json(&sky, &geom));
+    sim_gains.record(extra);
     extra.insert(
         "frequency_windows".into(),
         json!({
@@ -545,6 +551,8 @@ pub fn run(args: &SimulateArgs, ctx: &Context) -> Result<()> {
         args.precision.vis_dtype(),
         args.overwrite,
     )?;
+    let gains_line = sim_gains.describe();
+    sim_gains.commit()?;
 
     let longest = block
         .uvw_r
@@ -626,6 +634,9 @@ pub fn run(args: &SimulateArgs, ctx: &Context) -> Result<()> {
         "noise",
         format!("{} Jy per real/imaginary part", args.noise),
     );
+    if let Some(g) = gains_line {
+        s.row("gains", g);
+    }
     s.row("wrote", args.out.display());
     s.print();
     Ok(())

@@ -43,6 +43,11 @@ impl Progress {
         }
     }
 
+    /// Whether progress is shown at all (not `--quiet`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// A free-form status line (e.g. a note about a default that was chosen).
     pub fn note(&self, text: &str) {
         if self.enabled {

@@ -90,6 +90,21 @@ pub enum FormatError {
     /// The PNG encoder failed.
     #[error("{}: PNG encoding failed: {reason}", path.display())]
     Png { path: PathBuf, reason: String },
+    /// A Zarr object (metadata or chunk, named by its full object-store key) that is
+    /// missing, unreadable, corrupt or inconsistent.
+    #[error("zarr object {key}: {message}")]
+    Zarr { key: String, message: String },
+    /// A frequency window of a Zarr visibility dataset that has not been (completely)
+    /// written: `key` is its completion marker.
+    #[error("window {window} has not been written: {key} is missing")]
+    MissingWindow { window: usize, key: String },
+    /// A visibility block that does not fit frequency window `window` of a dataset.
+    #[error("window {window}: {field}: {reason}")]
+    Window {
+        window: usize,
+        field: String,
+        reason: String,
+    },
 }
 
 impl FormatError {

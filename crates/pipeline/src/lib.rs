@@ -3,5 +3,11 @@
 
 pub mod error;
 pub mod formats;
+pub mod plan;
+pub mod spec;
+pub mod state;
+pub mod storage;
+pub mod tasks;
+pub mod executor;
 
 pub use error::FormatError;

@@ -4,5 +4,7 @@ mod angle;
 mod atomic;
 pub mod bundle;
 pub mod fits;
+pub mod gains;
 mod npy;
 pub mod png;
+pub mod zarr_vis;

@@ -11,7 +11,7 @@ pub use keys::{PLAN_KEY, VIS_KEY};
 mod shards;
 mod tree;
 
-pub use build::{PlanOptions, make_plan};
+pub use build::{PlanOptions, make_plan, spec_digest};
 pub use cost::{CostEstimate, estimate_window};
 pub use facts::InputFacts;
 pub use shards::{Shard, balance_shards};

@@ -1,0 +1,234 @@
+//! `aperture run JOB.yaml`: plan an ImagingJob and run it locally with worker processes
+//! against its object store; re-running resumes; products and diagnostics are printed.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aperture_pipeline::executor::{Event, LocalOptions, RunOutcome, prepare, run_local, write_diagnostics};
+use aperture_pipeline::spec::load_job;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::common::Context;
+use crate::common::fmt::{Summary, bytes, seconds};
+
+/// Run an ImagingJob manifest on this machine.
+///
+/// Plans the job (frequency-window shards, reduction trees, major cycles), writes
+/// plan.json to the output, and runs every task as a worker process (aperture-worker,
+/// or `aperture worker`) with at most --parallel at once. Products (FITS + PNG) land in
+/// <output>/products/, diagnostics (timings.csv, stages.csv, tasks.csv, trace.json) in
+/// <output>/diagnostics/. Interrupted or failed runs resume where they stopped when the
+/// same command is run again; a different manifest on the same output is refused unless
+/// --force.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The ImagingJob manifest (YAML).
+    pub job: PathBuf,
+    /// Worker processes at once (default: spec.parallelism.maxParallel).
+    #[arg(long)]
+    pub parallel: Option<usize>,
+    /// Output URL: a directory, file://, s3://bucket/prefix or memory:// (default:
+    /// spec.output, else ./out/<job name>/).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Replace a different job already at the output.
+    #[arg(long)]
+    pub force: bool,
+    /// Write plan.json and print the plan, without running it.
+    #[arg(long)]
+    pub plan_only: bool,
+}
+
+/// The worker command: `aperture-worker` beside this program, else `aperture worker`.
+fn worker_command() -> Result<Vec<String>> {
+    if let Ok(w) = std::env::var("APERTURE_WORKER") {
+        return Ok(w.split_whitespace().map(str::to_string).collect());
+    }
+    let me = std::env::current_exe().context("cannot locate the aperture program")?;
+    let sibling = me.with_file_name("aperture-worker");
+    if sibling.is_file() {
+        return Ok(vec![sibling.display().to_string()]);
+    }
+    Ok(vec![me.display().to_string(), "worker".into()])
+}
+
+fn default_output(name: &str) -> String {
+    Path::new("out").join(name).display().to_string()
+}
+
+pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
+    let job = load_job(&args.job).map_err(|e| anyhow!("{}: {e}", args.job.display()))?;
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let output = args
+        .output
+        .clone()
+        .or_else(|| job.spec.output.clone())
+        .unwrap_or_else(|| default_output(&name));
+    let parallel = args.parallel.unwrap_or(job.spec.parallelism.max_parallel as usize);
+    if parallel == 0 {
+        bail!("--parallel 0: at least one worker is needed");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let stage = ctx.progress.stage(format!("planning {name}"));
+        let (plan, out) = prepare(&job, &output, args.force).await.map_err(|e| anyhow!("{e}"))?;
+        stage.done();
+        let mut s = Summary::new();
+        s.row("job", format!("{} ({})", plan.job, plan.spec.pipeline.name()))
+            .row("output", out.url())
+            .row(
+                "input",
+                format!(
+                    "{} windows × {} channels, {} times × {} baselines",
+                    plan.facts.nwindows, plan.facts.channels_per_window, plan.facts.ntimes, plan.facts.nbaselines
+                ),
+            )
+            .row(
+                "image",
+                format!(
+                    "{}², cell {:.3} arcsec, grid {}² W={} {} planes",
+                    plan.image.npix,
+                    plan.image.cell_rad.to_degrees() * 3600.0,
+                    plan.image.grid_nu,
+                    plan.image.grid_support,
+                    plan.image.grid_planes
+                ),
+            )
+            .row(
+                "plan",
+                format!(
+                    "{} stages, {} tasks, {} shards, ~{} per map task",
+                    plan.stages.len(),
+                    plan.total_tasks(),
+                    plan.shards.len(),
+                    bytes(plan.est_task_memory_bytes)
+                ),
+            );
+        if args.plan_only {
+            s.print();
+            return Ok(());
+        }
+        let opts = LocalOptions {
+            parallel,
+            worker: worker_command()?,
+        };
+        let bar = (!ctx_quiet(ctx)).then(|| {
+            let target = if std::io::stderr().is_terminal() {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            };
+            let bar = ProgressBar::with_draw_target(Some(plan.total_tasks()), target);
+            if let Ok(st) = ProgressStyle::with_template("{bar:30} {pos}/{len} tasks {elapsed} {msg}") {
+                bar.set_style(st);
+            }
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        let progress = ctx.progress;
+        let outcome = run_local(&plan, &out, &opts, |ev| {
+            if let Some(bar) = &bar {
+                match ev {
+                    Event::Resumed { done } => {
+                        bar.set_position(*done);
+                        bar.println(format!("resuming: {done} tasks already done"));
+                    }
+                    Event::Started { stage, .. } => bar.set_message(stage.clone()),
+                    Event::Finished { .. } => bar.inc(1),
+                    Event::Failed { stage, index, message, retry } => bar.println(format!(
+                        "task {stage}/{index} failed{}: {message}",
+                        if *retry { " (will retry)" } else { "" }
+                    )),
+                    Event::Skipped { stage } => {
+                        if let Some(st) = plan.stage(stage) {
+                            bar.inc_length(0);
+                            bar.set_length(bar.length().unwrap_or(0).saturating_sub(u64::from(st.tasks)));
+                        }
+                    }
+                }
+            }
+            let _ = progress;
+        })
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        match outcome {
+            RunOutcome::Succeeded { wall_seconds, manifests } => {
+                let fig = write_diagnostics(&plan, &out, &manifests, wall_seconds, parallel)
+                    .await
+                    .map_err(|e| anyhow!("writing diagnostics: {e}"))?;
+                let (_, all) = aperture_pipeline::executor::observe(&plan, &out)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+                let restore = all.iter().find(|m| m.stage == "restore");
+                s.row("wall time", seconds(wall_seconds))
+                    .row(
+                        "task time",
+                        format!(
+                            "{} over {} tasks ({} workers, overhead {:.1} %)",
+                            seconds(fig.task_seconds),
+                            fig.tasks,
+                            parallel,
+                            100.0 * fig.overhead_fraction
+                        ),
+                    )
+                    .row("peak worker RSS", bytes(fig.peak_rss_bytes));
+                if let Some(r) = restore {
+                    if let Some(b) = r.result.get("beam_arcsec") {
+                        s.row("restoring beam", format!("{b} (arcsec, arcsec, deg)"));
+                    }
+                }
+                s.row("products", out.key_url("products/"))
+                    .row("diagnostics", out.key_url("diagnostics/timings.csv"));
+                s.print();
+                Ok(())
+            }
+            RunOutcome::Failed { reason } => bail!("job {} failed: {reason}", plan.job),
+            RunOutcome::Interrupted => bail!(
+                "interrupted; finished tasks are kept: run the same command again to resume"
+            ),
+        }
+    })
+}
+
+fn ctx_quiet(ctx: &Context) -> bool {
+    !ctx.progress.enabled()
+}
+
+/// `aperture worker`: the same as the aperture-worker program.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[arg(long)]
+    pub plan: String,
+    #[arg(long)]
+    pub stage: String,
+    #[arg(long)]
+    pub index: Option<u32>,
+}
+
+/// Runs one task and returns the worker exit code.
+pub fn run_worker(args: &WorkerArgs) -> u8 {
+    let index = match aperture_pipeline::tasks::task_index(args.index) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(aperture_pipeline::tasks::worker_main(&args.plan, &args.stage, index)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            aperture_pipeline::tasks::EXIT_RETRYABLE
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Executors of the job state machine. `prepare` turns a manifest into a stored plan
+//! (shared by every executor); `local` runs the plan's tasks as worker processes.
+
+mod diagnostics;
+mod local;
+mod observe;
+mod prepare;
+
+pub use diagnostics::{write_diagnostics, RunFigures};
+pub use local::{Event, LocalOptions, RunOutcome, run_local};
+pub use observe::observe;
+pub use prepare::{PrepareError, input_facts, prepare};

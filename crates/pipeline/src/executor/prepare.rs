@@ -1,0 +1,117 @@
+//! Preparing a job: resolve the output, gather facts about the input, plan, and write
+//! `plan.json` — refusing a different spec on an existing output unless forced.
+
+use thiserror::Error;
+
+use crate::formats::zarr_vis::open_dataset;
+use crate::plan::{InputFacts, PLAN_KEY, Plan, PlanError, PlanOptions, VIS_KEY, make_plan};
+use crate::spec::ImagingJob;
+use crate::storage::{Store, StorageError};
+
+/// Why a job cannot start.
+#[derive(Debug, Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The input dataset cannot be opened or described.
+    #[error("spec.input.visibilities: {0}")]
+    Input(String),
+    /// The output holds a different job.
+    #[error(
+        "{output} already holds job {job:?} with a different spec (plan digest {existing:.12} ≠ {new:.12}); \
+         use --force to replace it, or choose another output"
+    )]
+    DifferentSpec {
+        output: String,
+        job: String,
+        existing: String,
+        new: String,
+    },
+}
+
+/// Facts about the input of `job`.
+pub async fn input_facts(job: &ImagingJob) -> Result<InputFacts, PrepareError> {
+    if let Some(sim) = &job.spec.input.simulate {
+        return Ok(InputFacts::from_simulation(sim)?);
+    }
+    let url = job.spec.input.visibilities.clone().unwrap_or_default();
+    let store = Store::from_url(&url)?;
+    let ds = open_dataset(store.object_store(), store.prefix())
+        .await
+        .map_err(|e| PrepareError::Input(format!("{url}: {e}")))?;
+    let meta = ds.meta().clone();
+    if meta.windows.is_empty() || meta.nrows() == 0 {
+        return Err(PrepareError::Input(format!("{url}: the dataset is empty")));
+    }
+    let first = ds
+        .read_window(0)
+        .await
+        .map_err(|e| PrepareError::Input(format!("{url}: {e}")))?;
+    let (mut uv, mut w) = (0.0f64, 0.0f64);
+    for p in &first.uvw_r {
+        uv = uv.max(p.uv_length());
+        w = w.max(p.w.abs());
+    }
+    let freqs = meta.freq_c();
+    let nant = meta.ant1.iter().chain(&meta.ant2).copied().max().unwrap_or(0) + 1;
+    Ok(InputFacts {
+        nwindows: meta.windows.len() as u32,
+        channels_per_window: meta.nchan_window() as u32,
+        ntimes: meta.ntime as u32,
+        nbaselines: meta.nbaseline as u32,
+        nantennas: nant,
+        freq_min_hz: freqs.iter().copied().fold(f64::MAX, f64::min),
+        freq_max_hz: freqs.iter().copied().fold(0.0, f64::max),
+        max_uv_m: uv,
+        max_w_m: w,
+        phase_centre: meta.phase_centre,
+        station_diameter_m: meta.station_diameter_m.unwrap_or(38.0),
+    })
+}
+
+/// Plans `job` onto `output` and stores the plan. With an existing plan of the same
+/// spec the stored plan is returned (a resume); a different spec is refused unless
+/// `force`, which deletes the old job's tasks, cycles, products and diagnostics first.
+pub async fn prepare(job: &ImagingJob, output: &str, force: bool) -> Result<(Plan, Store), PrepareError> {
+    let out = Store::from_url(output)?;
+    let name = job.metadata.name.clone().unwrap_or_else(|| "job".into());
+    let new_digest = crate::plan::spec_digest(&job.spec);
+    if out.exists(PLAN_KEY).await? {
+        let existing: Plan = out.get_json(PLAN_KEY).await?;
+        if existing.spec_digest == new_digest && existing.job == name {
+            return Ok((existing, out));
+        }
+        if !force {
+            return Err(PrepareError::DifferentSpec {
+                output: out.url().to_string(),
+                job: existing.job,
+                existing: existing.spec_digest,
+                new: new_digest,
+            });
+        }
+        for prefix in ["tasks/", "cycles/", "weights/", "products/", "diagnostics/", "vis.zarr/"] {
+            for key in out.list(prefix).await? {
+                out.delete(&key).await?;
+            }
+        }
+        out.delete(PLAN_KEY).await?;
+    }
+    let facts = input_facts(job).await?;
+    let visibilities = match &job.spec.input.visibilities {
+        Some(v) => v.clone(),
+        None => out.child(VIS_KEY).url().to_string(),
+    };
+    let plan = make_plan(
+        &job.spec,
+        &facts,
+        &PlanOptions {
+            job: name,
+            output: out.url().to_string(),
+            visibilities,
+        },
+    )?;
+    out.put_json(PLAN_KEY, &plan).await?;
+    Ok((plan, out))
+}

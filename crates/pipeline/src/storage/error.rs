@@ -1,0 +1,166 @@
+//! The storage error type: one enum of meanings, each naming the object by its full URL
+//! (`s3://bucket/prefix/key`, `file:///dir/key`, `memory://name/key`), and the mapping
+//! from `object_store` errors onto it.
+
+use std::error::Error as StdError;
+
+use object_store::client::{HttpError, HttpErrorKind};
+use thiserror::Error;
+
+/// Errors of the object-storage layer. Every variant names the object (or URL) at
+/// fault in full, so a message read in a job's status or a CLI error line says which
+/// object of which store failed.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// The object does not exist.
+    #[error("{key}: no such object")]
+    NotFound { key: String },
+    /// The object exists and the write asked for it not to (conditional create).
+    #[error("{key}: object already exists")]
+    AlreadyExists { key: String },
+    /// A conditional request's precondition failed (e.g. the object changed).
+    #[error("{key}: precondition failed (the object changed or exists)")]
+    Precondition { key: String },
+    /// The credentials or the file permissions do not allow the operation.
+    #[error("{key}: permission denied: {message}")]
+    PermissionDenied { key: String, message: String },
+    /// A storage URL that cannot be used.
+    #[error("invalid storage URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// An object key that cannot be used (empty, `..`, `a//b`, control characters).
+    #[error("invalid object key {key:?} under {store}: {reason}")]
+    InvalidKey {
+        store: String,
+        key: String,
+        reason: String,
+    },
+    /// The storage service cannot be reached: connection refused, DNS failure, or no
+    /// answer within the connect/request timeouts (after the configured retries).
+    #[error("{url}: storage service unreachable: {message}")]
+    Unreachable { url: String, message: String },
+    /// An object was read but its contents are not what a reader expects (bad JSON,
+    /// truncated chunk, …). Raised by readers above the storage layer, too.
+    #[error("{key}: corrupt object: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// Any other failure of the backend (server error, I/O error, invalid range, …).
+    #[error("{key}: storage error: {message}")]
+    Backend { key: String, message: String },
+}
+
+impl StorageError {
+    /// The object key or URL the error names.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::NotFound { key }
+            | Self::AlreadyExists { key }
+            | Self::Precondition { key }
+            | Self::PermissionDenied { key, .. }
+            | Self::Corrupt { key, .. }
+            | Self::Backend { key, .. } => key,
+            Self::InvalidKey { key, .. } => key,
+            Self::InvalidUrl { url, .. } | Self::Unreachable { url, .. } => url,
+        }
+    }
+
+    /// Shorthand for [`StorageError::Corrupt`], for readers of stored objects.
+    pub fn corrupt(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Corrupt {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`StorageError::InvalidUrl`].
+    pub fn invalid_url(url: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidUrl {
+            url: url.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether retrying the same operation later may succeed (the service was
+    /// unreachable or failed on its side), as opposed to a permanent failure.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::Backend { .. })
+    }
+
+    /// Maps an `object_store` error on the object `key_url` onto a meaning.
+    pub(crate) fn from_object_store(key_url: String, err: object_store::Error) -> Self {
+        use object_store::Error as E;
+        match err {
+            E::NotFound { .. } => Self::NotFound { key: key_url },
+            E::AlreadyExists { .. } => Self::AlreadyExists { key: key_url },
+            E::Precondition { .. } | E::NotModified { .. } => Self::Precondition { key: key_url },
+            E::PermissionDenied { source, .. } | E::Unauthenticated { source, .. } => {
+                Self::PermissionDenied {
+                    key: key_url,
+                    message: chain(source.as_ref()),
+                }
+            }
+            other => {
+                let message = chain(&other);
+                match classify(&other) {
+                    Some(Class::Unreachable) => Self::Unreachable {
+                        url: key_url,
+                        message,
+                    },
+                    Some(Class::PermissionDenied) => Self::PermissionDenied {
+                        key: key_url,
+                        message,
+                    },
+                    None => Self::Backend {
+                        key: key_url,
+                        message,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// What a generic error turns out to be once its source chain is inspected.
+enum Class {
+    Unreachable,
+    PermissionDenied,
+}
+
+/// Walks the source chain: an HTTP connect/timeout error means the service is
+/// unreachable; an OS permission error means permission denied.
+fn classify(err: &(dyn StdError + 'static)) -> Option<Class> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let unreachable = e
+            .downcast_ref::<HttpError>()
+            .is_some_and(|h| matches!(h.kind(), HttpErrorKind::Connect | HttpErrorKind::Timeout));
+        if unreachable {
+            return Some(Class::Unreachable);
+        }
+        let denied = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            )
+        });
+        if denied {
+            return Some(Class::PermissionDenied);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The error and its sources, joined with ": ", without repeating a message that
+/// already contains its source's text.
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}

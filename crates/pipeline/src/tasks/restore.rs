@@ -1,0 +1,127 @@
+//! The restore task: fits the restoring beam to the PSF, restores the final model
+//! (per Taylor term) onto the final residual, and writes the products (FITS with full
+//! WCS and a PNG quick-look each) under `products/`; for the invert pipeline it writes
+//! the dirty image and the PSF.
+
+use std::time::Instant;
+
+fn spectral_index(_: &[Image], _: f64) -> Result<Image, String> { Err(String::new()) }
+use aperture_imaging::image::Image;
+use aperture_imaging::restore::{fit_psf_beam, restore};
+use bytes::Bytes;
+
+use super::common::kernel;
+use super::deconvolve::normalised;
+use super::map::read_model;
+use super::{Moments, TaskEnv, TaskError, TaskManifest};
+use crate::formats::fits::{Card, FitsWriteOptions, RestoringBeam, write_fits_image};
+use crate::formats::png::write_png_quicklook;
+use crate::plan::{Plan, Stage, TaskKind};
+use crate::spec::PipelineKind;
+
+async fn put_product(
+    env: &TaskEnv,
+    name: &str,
+    image: &Image,
+    bunit: &str,
+    beam: Option<RestoringBeam>,
+    m: &mut TaskManifest,
+) -> Result<String, TaskError> {
+    let t = Instant::now();
+    let dir = tempfile::tempdir().map_err(|e| TaskError::Retryable(format!("temporary directory: {e}")))?;
+    let fits = dir.path().join(format!("{name}.fits"));
+    let png = dir.path().join(format!("{name}.png"));
+    let opts = FitsWriteOptions {
+        bunit: bunit.into(),
+        object: Some(env.plan.job.clone()),
+        telescope: env.plan.spec.input.simulate.as_ref().map(|s| format!("{:?}", s.telescope).to_uppercase()),
+        beam,
+        extra: vec![
+            Card::new("EPSILON", env.plan.spec.image.epsilon, "gridding accuracy"),
+            Card::history(&format!("aperture job {} ({})", env.plan.job, env.plan.spec.pipeline.name())),
+        ],
+        ..Default::default()
+    };
+    write_fits_image(&fits, image, &opts).map_err(|e| kernel(&format!("products/{name}.fits"), e))?;
+    write_png_quicklook(&png, image).map_err(|e| kernel(&format!("products/{name}.png"), e))?;
+    for (path, ext) in [(&fits, "fits"), (&png, "png")] {
+        let bytes = std::fs::read(path).map_err(|e| TaskError::Retryable(format!("{}: {e}", path.display())))?;
+        m.bytes_out += bytes.len() as u64;
+        env.out.put(&format!("products/{name}.{ext}"), Bytes::from(bytes)).await?;
+    }
+    m.write_seconds += t.elapsed().as_secs_f64();
+    Ok(env.out.key_url(&format!("products/{name}.fits")))
+}
+
+/// The last major cycle whose model and residual belong together: (model cycle,
+/// residual cycle).
+async fn final_cycles(env: &TaskEnv) -> Result<(u32, u32), TaskError> {
+    let n = env.plan.major_cycles();
+    for c in (1..=n).rev() {
+        let key = Plan::manifest_key(&Plan::deconvolve_stage(c), 0);
+        if !env.out.exists(&key).await? {
+            continue;
+        }
+        let man: super::TaskManifest = env.out.get_json(&key).await?;
+        let converged = man.result.get("converged").and_then(|v| v.as_bool()).unwrap_or(false);
+        return Ok((c, if converged { c - 1 } else { c }));
+    }
+    Err(TaskError::Permanent("restore: no deconvolve stage has finished".into()))
+}
+
+pub async fn run(env: &TaskEnv, _st: &Stage, _index: u32, m: &mut TaskManifest) -> Result<(), TaskError> {
+    let nmom = env.nmoment();
+    let root0 = env.plan.root_key(&Plan::cycle_tree(0));
+    let p0 = env.read_partial(&root0, m).await?;
+    let url0 = env.out.key_url(&root0);
+    let dirty = normalised(env, &p0, &url0, &[Moments::dirty_name(0)])?.remove(0);
+    let psf = normalised(env, &p0, &url0, &[Moments::psf_name(0)])?.remove(0);
+    let mut outputs = serde_json::Map::new();
+    outputs.insert("dirty".into(), put_product(env, "dirty", &dirty, "JY/BEAM", None, m).await?.into());
+    outputs.insert("psf".into(), put_product(env, "psf", &psf, "JY/BEAM", None, m).await?.into());
+    if env.plan.spec.pipeline == PipelineKind::Invert {
+        m.set("outputs", outputs);
+        return Ok(());
+    }
+    let t = Instant::now();
+    let beam = fit_psf_beam(&psf).map_err(|e| kernel("restoring beam fit to products/psf.fits", e))?;
+    let fbeam = RestoringBeam {
+        bmaj_deg: beam.bmaj_rad.to_degrees(),
+        bmin_deg: beam.bmin_rad.to_degrees(),
+        bpa_deg: beam.bpa_rad.to_degrees(),
+    };
+    m.compute_seconds += t.elapsed().as_secs_f64();
+    let (model_cycle, residual_cycle) = final_cycles(env).await?;
+    let model = read_model(env, model_cycle, m).await?;
+    let rkey = env.plan.root_key(&Plan::cycle_tree(residual_cycle));
+    let rp = env.read_partial(&rkey, m).await?;
+    let names: Vec<String> = (0..nmom).map(Moments::dirty_name).collect();
+    let residual = normalised(env, &rp, &env.out.key_url(&rkey), &names)?;
+    let geom = env.geometry()?;
+    let mut model_images = Vec::new();
+    for (t, data) in model.into_iter().enumerate() {
+        let mi = Image { geom: geom.clone(), data_yx: data };
+        let restored = restore(&mi, &residual[t], &beam).map_err(|e| kernel("restore", e))?;
+        let sfx = if t == 0 { String::new() } else { format!("-tt{t}") };
+        outputs.insert(format!("model{sfx}"), put_product(env, &format!("model{sfx}"), &mi, "JY/PIXEL", None, m).await?.into());
+        outputs.insert(format!("residual{sfx}"), put_product(env, &format!("residual{sfx}"), &residual[t], "JY/BEAM", None, m).await?.into());
+        outputs.insert(format!("restored{sfx}"), put_product(env, &format!("restored{sfx}"), &restored, "JY/BEAM", Some(fbeam), m).await?.into());
+        model_images.push(mi);
+    }
+    if nmom >= 2 {
+        let peak = model_images[0].data_yx.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        let alpha = spectral_index(&model_images, 1e-3 * peak).map_err(|e| kernel("spectral index", e))?;
+        outputs.insert("alpha".into(), put_product(env, "alpha", &alpha, "", None, m).await?.into());
+    }
+    if let Some((c, table)) = super::map::latest_global_gains(env, env.plan.major_cycles(), m).await? {
+        let _ = c;
+        env.out.put_json("products/gains-T.json", &super::StoredGains::from_table(&table)).await?;
+        outputs.insert("gains-T".into(), env.out.key_url("products/gains-T.json").into());
+    }
+    m.set("model_cycle", model_cycle);
+    m.set("residual_cycle", residual_cycle);
+    m.set("beam_arcsec", serde_json::json!([beam.bmaj_rad.to_degrees() * 3600.0, beam.bmin_rad.to_degrees() * 3600.0, beam.bpa_rad.to_degrees()]));
+    m.set("outputs", outputs);
+    let _ = TaskKind::Restore;
+    Ok(())
+}
