@@ -135,6 +135,11 @@ fn two_point_bundle(dir: &Path) -> PathBuf {
     b
 }
 
+/// The image is 14° wide, so the exact (w-stacked) response to B is not quite the PSF
+/// at the centre: a minor cycle with one PSF leaves a residual floor of ~1e-3 of the
+/// flux (measured: 1.3 mJy after 3000 iterations), which major cycles would remove.
+/// Hence --threshold 2e-3. And a PSF the size of the image cannot subtract a component's
+/// sidelobes beyond its edge, so --window quarter keeps components from chasing them.
 #[test]
 fn hogbom_recovers_point_fluxes_and_restores_with_the_fitted_beam() {
     let tmp = tempfile::tempdir().unwrap();
@@ -150,7 +155,9 @@ fn hogbom_recovers_point_fluxes_and_restores_with_the_fitted_beam() {
         "--niter",
         "3000",
         "--threshold",
-        "1e-3",
+        "2e-3",
+        "--window",
+        "quarter",
         "--out",
         arg(&prefix),
     ]);
@@ -189,7 +196,7 @@ fn hogbom_recovers_point_fluxes_and_restores_with_the_fitted_beam() {
     assert_eq!(h.get_str("STOPRSN"), Some("threshold"));
     assert_eq!(h.get_bool("BEAMFIT"), Some(true));
     let final_peak = h.get_f64("PEAKRES").unwrap();
-    assert!(final_peak < 1e-3, "{final_peak}");
+    assert!(final_peak < 2e-3, "{final_peak}");
     let beam = h.beam().unwrap();
     assert!(
         beam.bmaj_deg >= beam.bmin_deg && beam.bmin_deg > 0.0,
@@ -211,6 +218,10 @@ fn hogbom_recovers_point_fluxes_and_restores_with_the_fitted_beam() {
         let want = s / n_of(x, y);
         // The model holds the flux at the source's pixel.
         let m = model.data_yx[[y, x]];
+        eprintln!(
+            "({x}, {y}): model {m:.6}, restored {:.6}, want {want:.6}",
+            restored.data_yx[[y, x]]
+        );
         assert!(
             (m / want - 1.0).abs() < FLUX_TOL,
             "model at ({x}, {y}): {m}, want {want}"
@@ -425,6 +436,7 @@ fn msmfs_recovers_fluxes_and_spectral_indices() {
             "tt0 at ({x}, {y}): {got} vs {want}"
         );
         let got_a = alpha.data_yx[[y, x]];
+        eprintln!("({x}, {y}): tt0 {got:.6} (want {want:.6}), alpha {got_a:.4} (want {a})");
         assert!(
             (got_a - a).abs() < 0.05,
             "alpha at ({x}, {y}): {got_a}, want {a}"

@@ -78,7 +78,7 @@ fn local_dir(url: &str) -> Option<PathBuf> {
 /// Checks a local output directory before any work: not the bundle, its parent an
 /// existing, writable directory, and not itself a file.
 fn check_local_output(url: &str, dir: &Path, bundle: &Path) -> Result<()> {
-    check_not_input(url, dir, "input bundle", bundle)?;
+    check_not_input("URL", dir, "input bundle", bundle)?;
     let abs = std::path::absolute(dir).map_err(|e| anyhow!("{url}: {e}"))?;
     let parent = abs
         .parent()

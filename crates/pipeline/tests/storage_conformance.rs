@@ -164,7 +164,9 @@ mod cases {
             let got = s.get_range("r", a..b).await.unwrap();
             assert_eq!(got, data.slice(a as usize..b as usize), "range {a}..{b}");
         }
-        for bad in [9_990..10_001, 10_000..10_010, 20..10] {
+        // Past the end, and reversed (start > end).
+        for (a, b) in [(9_990, 10_001), (10_000, 10_010), (20, 10)] {
+            let bad = std::ops::Range { start: a, end: b };
             let e = s.get_range("r", bad.clone()).await.unwrap_err();
             assert!(e.to_string().contains(&s.key_url("r")), "{bad:?}: {e}");
         }
@@ -550,6 +552,7 @@ async fn unreachable_s3_endpoint_fails_quickly_naming_the_key() {
             "{what}: {e:?}"
         );
         assert!(e.to_string().contains("unreachable"), "{what}: {e}");
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
     };
     let get = tokio::time::timeout(bound, s.get("plan.json")).await;
     check("get", get.expect("get hung").unwrap_err());
@@ -588,6 +591,7 @@ async fn s3_read_only_identity_is_refused_writes() {
             "{what}: {e:?}"
         );
         assert!(e.to_string().contains(&want), "{e}");
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
     };
     denied(
         "put",

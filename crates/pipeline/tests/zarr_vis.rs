@@ -5,6 +5,8 @@
 //! with irregular rows, and zarr-python / xarray reading what we write.
 
 mod common;
+#[path = "support/seaweedfs.rs"]
+mod seaweedfs;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -757,6 +759,7 @@ out = {
     "polarization": [str(p) for p in ds["polarization"].values],
     "ant1": int(ds["baseline_antenna1_id"].values[b]),
     "ant2": int(ds["baseline_antenna2_id"].values[b]),
+    "antenna_coords": ["baseline_antenna1_id" in ds.coords, "baseline_antenna2_id" in ds.coords],
     "format": g.attrs["format"],
     "phase_centre": g.attrs["aperture"]["phase_centre"],
 }
@@ -825,9 +828,59 @@ async fn zarr_python_and_xarray_read_the_dataset() {
         (v["ant1"].as_u64().unwrap(), v["ant2"].as_u64().unwrap()),
         (u64::from(obs.meta.ant1[b]), u64::from(obs.meta.ant2[b]))
     );
+    assert_eq!(v["antenna_coords"], serde_json::json!([true, true]));
     assert_eq!(v["format"], "aperture-vis-zarr");
     assert_eq!(
         v["phase_centre"],
         serde_json::json!({"ra_deg": 15.0, "dec_deg": -45.0})
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_round_trip_through_s3() {
+    let Some(server) = seaweedfs::server() else {
+        return;
+    };
+    let obs = observation(3);
+    let store = server.store("zarr_vis/round_trip.zarr");
+    let (os, prefix) = (store.object_store(), store.prefix().clone());
+    if dataset_exists(os.clone(), &prefix).await.unwrap() {
+        delete_dataset(os.clone(), &prefix).await.unwrap();
+    }
+    let uvw = uvw_tb3(&obs.meta, &obs.windows[0].uvw_r);
+    let ds = create_dataset(os.clone(), &prefix, &obs.meta, Some(uvw.view()))
+        .await
+        .unwrap();
+    let writes = obs
+        .windows
+        .iter()
+        .enumerate()
+        .map(|(w, b)| ds.write_window(w, b));
+    for r in futures::future::join_all(writes).await {
+        r.unwrap();
+    }
+    let ds = open_dataset(os.clone(), &prefix).await.unwrap();
+    for (w, want) in obs.windows.iter().enumerate() {
+        assert_eq!(
+            ds.read_window(w).await.unwrap(),
+            rounded(want),
+            "window {w}"
+        );
+    }
+    // A corrupt chunk over S3 names its full key too.
+    let key = prefix
+        .clone()
+        .join("FLAG")
+        .join("c")
+        .join("0")
+        .join("0")
+        .join("2")
+        .join("0");
+    os.put(&key, Bytes::from_static(b"garbage").into())
+        .await
+        .unwrap();
+    let (k, message) = zarr_error(ds.read_window(2).await.unwrap_err());
+    assert_eq!(k, key.to_string());
+    assert!(message.contains("window 2"), "{message}");
+    delete_dataset(os, &prefix).await.unwrap();
 }

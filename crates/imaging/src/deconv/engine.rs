@@ -7,7 +7,8 @@
 //! over a patch of half-width W (+ the two kernel half-sizes) by FFT.
 //!
 //! One iteration: pick the scale and pixel with the largest bias_s·|R_{s,0}| inside the
-//! window (maintained tile maxima, [`super::tiles`]); solve the T × T Hessian system
+//! window and at least the kernel half-size from the image edge (maintained tile
+//! maxima, [`super::tiles`]); solve the T × T Hessian system
 //! A^s a = R_{s,·}(x), A^s_{tq} = H^{s,s}_{t+q}(0); add gain·a_t·K_s at x to model term
 //! t; subtract gain·Σ_q a_q H^{s',s}_{t'+q} from every R_{s',t'} inside the patch only.
 //!
@@ -261,6 +262,9 @@ impl<'a> Engine<'a> {
             None
         };
         let res = vec![vec![vec![0.0; nx * ny]; nt]; ns];
+        // A scale-s component must fit inside the image (WSClean's scale border), else
+        // its clipped model would not match the cross PSFs subtracted for it.
+        let trackers = khalf.iter().map(|&k| PeakTracker::new(nx, ny, k)).collect();
         Ok(Self {
             nt,
             scales: sc,
@@ -274,7 +278,7 @@ impl<'a> Engine<'a> {
             sigma_out,
             res,
             model: vec![vec![0.0; nx * ny]; nt],
-            trackers: vec![PeakTracker::new(nx, ny); ns],
+            trackers,
             sync,
             needs_cycles,
             p,
@@ -630,6 +634,9 @@ impl<'a> Engine<'a> {
                     diverging = true;
                     break;
                 }
+                if std::env::var("DCDBG").is_ok() && (iters % 500 == 0 || iters < 20) {
+                    eprintln!("it {iters} peak {now:.3e} scale {s} at ({}, {}) amp {:?} sel {:?}", idx % self.p.nx, idx / self.p.nx, amp, (0..self.scales.len()).map(|q| self.trackers[q].best().0 * self.bias[q]).collect::<Vec<_>>());
+                }
                 self.add_component(s, idx, &amp);
                 cleaned += (amp[0] * self.resp[s]).abs();
                 iters += 1;
@@ -640,7 +647,9 @@ impl<'a> Engine<'a> {
                 }
             }
             if done > 0 && self.needs_cycles {
+                if std::env::var("DCDBG").is_ok() { eprintln!("resync after {done}, approx peak {:.3e}", self.plain_peak()); }
                 self.resync();
+                if std::env::var("DCDBG").is_ok() { eprintln!("  exact peak {:.3e}", self.plain_peak()); }
             }
             if auto {
                 rms = self.noise();

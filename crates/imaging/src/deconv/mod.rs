@@ -10,6 +10,7 @@
 mod engine;
 mod fft2;
 mod mfs;
+mod moments;
 mod params;
 mod psf;
 mod scales;
@@ -25,6 +26,7 @@ use crate::ImagingError;
 use crate::image::Image;
 
 pub use mfs::deconvolve_mfs;
+pub use moments::deconvolve_mfs_moments;
 pub use params::{Algorithm, CleanParams, CleanResult, CleanWindow, MfsResult, StopReason};
 pub use spectral::spectral_index;
 pub use window::window_mask;

@@ -1,15 +1,19 @@
-//! A maintained maximum of |image| × mask: per-tile maxima and per-tile-row maxima, so
-//! that after a PSF patch is subtracted only the tiles it touched are rescanned and the
-//! global peak is found from one maximum per tile row.
+//! A maintained maximum of |image| × mask over a rectangle of the image: per-tile maxima
+//! and per-tile-row maxima, so that after a PSF patch is subtracted only the tiles it
+//! touched are rescanned and the global peak is found from one maximum per tile row.
 
 /// Tile side in pixels.
 const TILE: usize = 32;
 
-/// Tile and tile-row maxima of |image| × mask over an `nx × ny` image.
+/// Tile and tile-row maxima of |image| × mask over an `nx × ny` image, counting only
+/// pixels at least `border` from the image edge.
 #[derive(Debug, Clone)]
 pub(crate) struct PeakTracker {
     nx: usize,
     ny: usize,
+    /// The counted rectangle, half open.
+    bx: (usize, usize),
+    by: (usize, usize),
     ntx: usize,
     tile_max: Vec<f64>,
     tile_idx: Vec<usize>,
@@ -18,11 +22,13 @@ pub(crate) struct PeakTracker {
 }
 
 impl PeakTracker {
-    pub fn new(nx: usize, ny: usize) -> Self {
+    pub fn new(nx: usize, ny: usize, border: usize) -> Self {
         let (ntx, nty) = (nx.div_ceil(TILE), ny.div_ceil(TILE));
         Self {
             nx,
             ny,
+            bx: (border.min(nx), nx.saturating_sub(border)),
+            by: (border.min(ny), ny.saturating_sub(border)),
             ntx,
             tile_max: vec![0.0; ntx * nty],
             tile_idx: vec![0; ntx * nty],
@@ -45,10 +51,12 @@ impl PeakTracker {
         let (ty0, ty1) = (y0 / TILE, (y1 - 1) / TILE + 1);
         let nx = self.nx;
         for ty in ty0..ty1 {
-            let (ya, yb) = (ty * TILE, ((ty + 1) * TILE).min(self.ny));
+            let ya = (ty * TILE).max(self.by.0);
+            let yb = ((ty + 1) * TILE).min(self.by.1);
             for tx in tx0..tx1 {
-                let (xa, xb) = (tx * TILE, ((tx + 1) * TILE).min(nx));
-                let (mut best, mut bi) = (-1.0f64, ya * nx + xa);
+                let xa = (tx * TILE).max(self.bx.0);
+                let xb = ((tx + 1) * TILE).min(self.bx.1);
+                let (mut best, mut bi) = (-1.0f64, 0);
                 for y in ya..yb {
                     let r = y * nx;
                     let row = &img[r + xa..r + xb];
@@ -115,9 +123,16 @@ mod tests {
                 .map(|(v, m)| v.abs() * m)
                 .fold(0.0, f64::max)
         };
-        let mut t = PeakTracker::new(nx, ny);
+        let mut t = PeakTracker::new(nx, ny, 0);
         t.rebuild(&img, &mask);
         assert_eq!(t.best().0, brute(&img));
+        let mut tb = PeakTracker::new(nx, ny, 3);
+        tb.rebuild(&img, &mask);
+        let inner = (0..nx * ny)
+            .filter(|i| (3..nx - 3).contains(&(i % nx)) && (3..ny - 3).contains(&(i / nx)))
+            .map(|i| img[i].abs() * mask[i])
+            .fold(0.0, f64::max);
+        assert_eq!(tb.best().0, inner);
         for k in 0..200 {
             let (x0, y0) = (rng.below(nx as u64) as usize, rng.below(ny as u64) as usize);
             let (x1, y1) = ((x0 + 1 + k % 40).min(nx), (y0 + 1 + k % 17).min(ny));

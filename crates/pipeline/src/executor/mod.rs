@@ -2,11 +2,13 @@
 //! (shared by every executor); `local` runs the plan's tasks as worker processes.
 
 mod diagnostics;
+mod inline;
 mod local;
 mod observe;
 mod prepare;
 
-pub use diagnostics::{write_diagnostics, RunFigures};
+pub use diagnostics::{RunFigures, write_diagnostics};
+pub use inline::run_inline;
 pub use local::{Event, LocalOptions, RunOutcome, run_local};
 pub use observe::observe;
 pub use prepare::{PrepareError, input_facts, prepare};

@@ -153,8 +153,10 @@ pub fn make_plan(
     let by_target = (total / par.target_task_seconds).ceil() as usize;
     // Use every worker while tasks stay above ~1 s.
     let by_workers = (par.max_parallel as usize).min((total / 1.0).floor() as usize);
-    let nshards = by_target.max(by_workers).clamp(1, facts.nwindows as usize);
-    let shards = balance_shards(&map_w, nshards);
+    let shards = match par.windows_per_shard {
+        Some(n) => fixed_shards(&map_w, n.max(1) as usize),
+        None => balance_shards(&map_w, by_target.max(by_workers).clamp(1, facts.nwindows as usize)),
+    };
 
     let npix2 = (geom.npix_x * geom.npix_y) as u64;
     let image_bytes = npix2 * 8 * (3 * nmom + 2);
@@ -350,6 +352,19 @@ pub fn make_plan(
         est_task_memory_bytes: memory,
         max_attempts: par.max_attempts,
     })
+}
+
+/// Shards of exactly `n` windows (the last may hold fewer).
+fn fixed_shards(cost_w: &[f64], n: usize) -> Vec<super::Shard> {
+    cost_w
+        .chunks(n)
+        .enumerate()
+        .map(|(i, c)| super::Shard {
+            first_window: (i * n) as u32,
+            windows: c.len() as u32,
+            est_seconds: c.iter().sum(),
+        })
+        .collect()
 }
 
 fn restore_stage(deps: Vec<String>, cycle: u32, reduce_s: f64) -> Stage {

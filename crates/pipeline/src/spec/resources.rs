@@ -26,6 +26,9 @@ pub struct ParallelismSpec {
     /// 4096).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_memory_mib: Option<u64>,
+    /// Fix the shard size instead of sizing shards by cost (windows per map task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows_per_shard: Option<u32>,
     /// Threads per worker task (0 = all cores of the worker).
     #[serde(default = "d_threads")]
     pub threads_per_task: u32,
@@ -55,6 +58,7 @@ impl Default for ParallelismSpec {
             reduction_fan_in: d_fan_in(),
             max_attempts: d_attempts(),
             worker_memory_mib: None,
+            windows_per_shard: None,
             threads_per_task: d_threads(),
         }
     }

@@ -259,6 +259,9 @@ pub fn validate(s: &ImagingJobSpec) -> Result<(), SpecError> {
         "spec.parallelism.maxAttempts",
         || format!("{} is outside 1…20", p.max_attempts),
     )?;
+    if let Some(n) = p.windows_per_shard {
+        check(n >= 1, "spec.parallelism.windowsPerShard", || "must be at least 1".into())?;
+    }
     if let Some(m) = p.worker_memory_mib {
         check(m >= 64, "spec.parallelism.workerMemoryMib", || {
             format!("{m} MiB is below the 64 MiB minimum")

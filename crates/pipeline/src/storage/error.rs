@@ -150,7 +150,7 @@ fn classify(err: &(dyn StdError + 'static)) -> Option<Class> {
 }
 
 /// The error and its sources, joined with ": ", without repeating a message that
-/// already contains its source's text.
+/// already contains its source's text; made one line by [`tidy`].
 fn chain(err: &(dyn StdError + 'static)) -> String {
     let mut out = err.to_string();
     let mut cur = err.source();
@@ -162,5 +162,56 @@ fn chain(err: &(dyn StdError + 'static)) -> String {
         }
         cur = e.source();
     }
+    tidy(&out)
+}
+
+/// Longest message kept from a backend error.
+const MAX_MESSAGE: usize = 600;
+
+/// One line of bounded length: an S3 XML error body is reduced to its `Code` and
+/// `Message`, whitespace runs (newlines included) to one space.
+fn tidy(msg: &str) -> String {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = msg.find(&open)? + open.len();
+        let len = msg[start..].find(&format!("</{name}>"))?;
+        Some(msg[start..start + len].trim().to_string())
+    };
+    let mut out = match msg.find("<?xml").or_else(|| msg.find("<Error>")) {
+        Some(at) => {
+            let detail: Vec<String> = [tag("Code"), tag("Message")]
+                .into_iter()
+                .flatten()
+                .collect();
+            format!("{}{}", &msg[..at], detail.join(": "))
+        }
+        None => msg.to_string(),
+    };
+    out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tidy;
+
+    #[test]
+    fn s3_xml_bodies_become_one_line() {
+        let msg = "PUT http://h/b/k - 403 Forbidden: <?xml version=\"1.0\"?>\n<Error>\n  \
+                   <Code>AccessDenied</Code>\n  <Message>Access Denied.</Message>\n</Error>";
+        assert_eq!(
+            tidy(msg),
+            "PUT http://h/b/k - 403 Forbidden: AccessDenied: Access Denied."
+        );
+        assert_eq!(tidy("a\n  b"), "a b");
+        assert!(tidy(&"é".repeat(1000)).chars().count() <= 301);
+    }
 }

@@ -7,9 +7,9 @@
 use std::time::Instant;
 
 use aperture_imaging::calib::solve;
-use aperture_imaging::deconv::{Algorithm, CleanParams, CleanWindow, CleanResult, MfsResult};
-fn deconvolve(_: &Image, _: &Image, _: &CleanParams) -> Result<CleanResult, String> { Err(String::new()) }
-fn deconvolve_mfs_moments(_: &[Image], _: &[Image], _: f64, _: &CleanParams) -> Result<MfsResult, String> { Err(String::new()) }
+use aperture_imaging::deconv::{
+    Algorithm, CleanParams, CleanWindow, deconvolve, deconvolve_mfs_moments,
+};
 use aperture_imaging::image::Image;
 use ndarray::Array2;
 

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-fn spectral_index(_: &[Image], _: f64) -> Result<Image, String> { Err(String::new()) }
+use aperture_imaging::deconv::spectral_index;
 use aperture_imaging::image::Image;
 use aperture_imaging::restore::{fit_psf_beam, restore};
 use bytes::Bytes;

@@ -199,10 +199,11 @@ fn free_port(plus: Option<u16>) -> u16 {
         match plus {
             None => return port,
             Some(d) => {
-                if let Some(q) = port.checked_add(d) {
-                    if TcpListener::bind(("127.0.0.1", q)).is_ok() {
-                        return port;
-                    }
+                let pair_free = port
+                    .checked_add(d)
+                    .is_some_and(|q| TcpListener::bind(("127.0.0.1", q)).is_ok());
+                if pair_free {
+                    return port;
                 }
             }
         }
@@ -266,6 +267,9 @@ fn start(weed: &Path) -> Result<Server, String> {
         &format!("-filer.localSocket={}", dir.join("filer.sock").display()),
         &format!("-s3.localSocket={}", dir.join("s3.sock").display()),
     ])
+    // weed puts its gRPC sockets and glog files in the temporary directory: keep them
+    // in the data directory, which the watchdog removes.
+    .env("TMPDIR", &dir)
     .current_dir(&dir)
     .stdin(Stdio::null())
     .stdout(log)

@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Map, Value, json};
 use zarrs::array::{Array, ArrayCreateError, CodecOptions, DataType, Element, ElementOwned};
 use zarrs::config::MetadataRetrieveVersion;
-use zarrs::group::{Group, GroupBuilder, GroupCreateError};
+use zarrs::group::{Group, GroupCreateError};
 use zarrs::storage::AsyncReadableWritableListableStorageTraits;
 use zarrs_object_store::AsyncObjectStore;
 
@@ -402,10 +402,12 @@ enum Part {
     Uvw,
 }
 
-/// A decoded chunk, widened to the block's types.
+/// A decoded chunk, as stored (widened when placed into the block).
 enum Decoded {
-    Vis(usize, Vec<Complex64>),
-    Weight(usize, Vec<f64>),
+    Vis32(usize, Vec<Complex32>),
+    Vis64(usize, Vec<Complex64>),
+    Weight32(usize, Vec<f32>),
+    Weight64(usize, Vec<f64>),
     Flag(usize, Vec<bool>),
     Uvw(usize, Vec<f64>),
 }
@@ -450,17 +452,17 @@ impl VisDataset {
                 message: format!("cannot encode the metadata: {e}"),
             })?,
         );
-        let storage = zarr_storage(&self.store, &self.prefix);
-        let group = GroupBuilder::new()
-            .attributes(attrs)
-            .build(storage, "/")
-            .map_err(|e| FormatError::Zarr {
-                key: key.clone(),
-                message: e.to_string(),
-            })?;
-        group
-            .async_store_metadata()
+        // Compact JSON written directly (zarrs pretty-prints, one line per antenna id):
+        // the Zarr v3 group document is just these three keys.
+        let doc = json!({"zarr_format": 3, "node_type": "group", "attributes": attrs});
+        let bytes = serde_json::to_vec(&doc).map_err(|e| FormatError::Zarr {
+            key: key.clone(),
+            message: format!("cannot encode the metadata: {e}"),
+        })?;
+        self.store
+            .put(&self.prefix.clone().join(GROUP_KEY), bytes.into())
             .await
+            .map(|_| ())
             .map_err(|e| FormatError::Zarr {
                 key,
                 message: format!("cannot write: {e}"),
@@ -869,11 +871,23 @@ impl VisDataset {
                 )
             };
             match part {
-                Decoded::Vis(tc, v) => {
+                Decoded::Vis32(tc, v) => {
+                    let (dst, n) = place(tc, nchan);
+                    for (d, s) in vis[dst].iter_mut().zip(&v[..n]) {
+                        *d = widen_c(*s);
+                    }
+                }
+                Decoded::Vis64(tc, v) => {
                     let (dst, n) = place(tc, nchan);
                     vis[dst].copy_from_slice(&v[..n]);
                 }
-                Decoded::Weight(tc, v) => {
+                Decoded::Weight32(tc, v) => {
+                    let (dst, n) = place(tc, nchan);
+                    for (d, s) in weight[dst].iter_mut().zip(&v[..n]) {
+                        *d = f64::from(*s);
+                    }
+                }
+                Decoded::Weight64(tc, v) => {
                     let (dst, n) = place(tc, nchan);
                     weight[dst].copy_from_slice(&v[..n]);
                 }
@@ -940,16 +954,10 @@ impl VisDataset {
         let idx = [tc as u64, 0, w as u64, 0];
         let c64 = self.meta.vis_dtype == VisDtype::Complex64;
         Ok(match part {
-            Part::Vis if c64 => {
-                let v: Vec<Complex32> = self.fetch(&self.vis, &idx, w).await?;
-                Decoded::Vis(tc, v.into_iter().map(widen_c).collect())
-            }
-            Part::Vis => Decoded::Vis(tc, self.fetch(&self.vis, &idx, w).await?),
-            Part::Weight if c64 => {
-                let v: Vec<f32> = self.fetch(&self.weight, &idx, w).await?;
-                Decoded::Weight(tc, v.into_iter().map(f64::from).collect())
-            }
-            Part::Weight => Decoded::Weight(tc, self.fetch(&self.weight, &idx, w).await?),
+            Part::Vis if c64 => Decoded::Vis32(tc, self.fetch(&self.vis, &idx, w).await?),
+            Part::Vis => Decoded::Vis64(tc, self.fetch(&self.vis, &idx, w).await?),
+            Part::Weight if c64 => Decoded::Weight32(tc, self.fetch(&self.weight, &idx, w).await?),
+            Part::Weight => Decoded::Weight64(tc, self.fetch(&self.weight, &idx, w).await?),
             Part::Flag => Decoded::Flag(tc, self.fetch(&self.flag, &idx, w).await?),
             Part::Uvw => Decoded::Uvw(tc, self.fetch(&self.uvw, &[tc as u64, 0, 0], w).await?),
         })

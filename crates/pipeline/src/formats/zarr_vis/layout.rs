@@ -53,6 +53,10 @@ pub(crate) mod dims {
     pub const WINDOW: &str = "frequency_window";
 }
 
+/// The CF `coordinates` attribute of the data arrays: xarray then shows the antenna ids
+/// as (non-dimension) coordinates of `baseline_id`, as xradio does.
+const BASELINE_COORDS: &str = "baseline_antenna1_id baseline_antenna2_id";
+
 /// The polarization products stored: Stokes I only.
 pub(crate) const POLARIZATIONS: [&str; 1] = ["I"];
 pub(crate) const UVW_LABELS: [&str; 3] = ["u", "v", "w"];
@@ -147,7 +151,7 @@ pub(crate) fn builders(meta: &VisDatasetMeta) -> Vec<(&'static str, ArrayBuilder
                 vis_t,
                 json!([0.0, 0.0]),
                 &data_dims,
-                json!({"units": "Jy", "description": "complex visibility, Stokes I"}),
+                json!({"units": "Jy", "description": "complex visibility, Stokes I", "coordinates": BASELINE_COORDS}),
                 Codecs::Checksum,
             ),
         ),
@@ -159,7 +163,7 @@ pub(crate) fn builders(meta: &VisDatasetMeta) -> Vec<(&'static str, ArrayBuilder
                 weight_t,
                 json!(0.0),
                 &data_dims,
-                json!({"description": "visibility weight (inverse variance, relative)"}),
+                json!({"description": "visibility weight (inverse variance, relative)", "coordinates": BASELINE_COORDS}),
                 Codecs::CompressedChecksum,
             ),
         ),
@@ -171,7 +175,7 @@ pub(crate) fn builders(meta: &VisDatasetMeta) -> Vec<(&'static str, ArrayBuilder
                 data_type::bool(),
                 json!(true),
                 &data_dims,
-                json!({"description": "true where a sample is flagged (excluded)"}),
+                json!({"description": "true where a sample is flagged (excluded)", "coordinates": BASELINE_COORDS}),
                 Codecs::CompressedChecksum,
             ),
         ),
@@ -183,7 +187,7 @@ pub(crate) fn builders(meta: &VisDatasetMeta) -> Vec<(&'static str, ArrayBuilder
                 data_type::float64(),
                 json!(0.0),
                 &[dims::TIME, dims::BASELINE, dims::UVW_LABEL],
-                json!({"units": "m", "description": "baseline uvw: antenna2 - antenna1"}),
+                json!({"units": "m", "description": "baseline uvw: antenna2 - antenna1", "coordinates": BASELINE_COORDS}),
                 Codecs::Checksum,
             ),
         ),

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# aperture's job pipeline against the seed's execution framework (issue #4, "End to end
+# against the seed's execution framework"; bench/README.md): the invert and ICAL
+# workflows on the same visibilities (LOW rmax 300 m, 8 windows x 1 channel, 7 times,
+# 512^2, epsilon 1e-5, phase-only T self-calibration, 3 major cycles) in
+#   - Dask distributed: LocalCluster, 2 worker processes on 127.0.0.1, ducc0 kernels;
+#   - the same Python tasks in one process (--single);
+#   - `aperture run` with --parallel 1 and --parallel 2 (worker processes, file store);
+# then prints a Markdown table: wall, sum of task times, tasks, overhead, the speed-up
+# of the second worker and the Dask/aperture wall-time ratio.
+# Usage: scripts/bench-vs-dask.sh [REPEAT]   (best wall of REPEAT runs each; default 1)
+# Environment: CARGO_TARGET_DIR (respected), KEEP=DIR (keep the work files there).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPEAT="${1:-1}"
+if [[ -n "${KEEP:-}" ]]; then
+  WORK="$KEEP"
+  mkdir -p "$WORK"
+else
+  WORK="$(mktemp -d)"
+  trap 'rm -rf "$WORK"' EXIT
+fi
+die() { echo "bench-vs-dask: $*" >&2; exit 2; }
+
+cargo build --release -p aperture -p aperture-worker --quiet || die "cargo build failed"
+APERTURE="${CARGO_TARGET_DIR:-target}/release/aperture"
+[[ -x "$APERTURE" ]] || die "$APERTURE not found after the build"
+if ! python3 -c "import distributed, ducc0, numpy" 2>/dev/null; then
+  pip install --quiet "dask[distributed]" ducc0 numpy || die "pip install failed"
+fi
+
+# One shared bundle: aperture simulates the array and sky, the Python side puts
+# frequency-independent phase-only gains on it, aperture imports it as Zarr.
+"$APERTURE" -q simulate --telescope low --rmax 300 --windows 8 --channels-per-window 1 \
+  --times 7 --out "$WORK/raw" --overwrite >/dev/null || die "aperture simulate failed"
+python3 bench/dask_ical.py corrupt "$WORK/raw" "$WORK/obs" --gain-phase-rms 20 --overwrite \
+  >/dev/null || die "corrupting the bundle failed"
+rm -rf "$WORK/obs.zarr"
+"$APERTURE" -q import npy "$WORK/obs" "$WORK/obs.zarr" >/dev/null || die "aperture import failed"
+
+# The manifests: the example with its input replaced by the shared dataset, and its
+# invert variant.
+python3 - "$WORK" <<'PY' || die "cannot derive the manifests"
+import re, sys
+work = sys.argv[1]
+s = open("examples/bench-ical-dask.yaml").read()
+s = re.sub(r"\n  input:\n(    .*\n)+", f"\n  input:\n    visibilities: {work}/obs.zarr\n", s)
+open(f"{work}/ical.yaml", "w").write(s)
+inv = s.replace("pipeline: ical", "pipeline: invert").replace("name: bench-ical-dask", "name: bench-invert-dask")
+inv = re.sub(r"(?m)^  (deconvolution|calibration):\n(    .*\n)+", "", inv)
+inv = re.sub(r"(?m)^  majorCycles: .*\n", "", inv)
+open(f"{work}/invert.yaml", "w").write(inv)
+PY
+"$APERTURE" -q run "$WORK/ical.yaml" --plan-only --output "$WORK/plan" --force >/dev/null \
+  || die "aperture run --plan-only failed"
+CELL=$(python3 -c "import json;print(json.load(open('$WORK/plan/plan.json'))['image']['cell_rad'])")
+NPIX=$(python3 -c "import json;print(json.load(open('$WORK/plan/plan.json'))['image']['npix'])")
+
+now() { python3 -c 'import time;print(time.time())'; }
+
+# run_dask WORKFLOW MODE(dask|single) -> $WORK/dask-WORKFLOW-MODE-i.json
+run_dask() {
+  local wf=$1 mode=$2 i extra=()
+  [[ $mode == single ]] && extra=(--single)
+  for ((i = 1; i <= REPEAT; i++)); do
+    local t0 t1
+    t0=$(now)
+    if python3 bench/dask_ical.py run "$WORK/obs" --workflow "$wf" --npix "$NPIX" --cell-rad "$CELL" \
+      "${extra[@]}" >"$WORK/dask-$wf-$mode-$i.out" 2>"$WORK/dask-$wf-$mode-$i.err"; then
+      t1=$(now)
+      tail -n 1 "$WORK/dask-$wf-$mode-$i.out" | python3 -c "
+import json,sys; d=json.load(sys.stdin); d['command_s']=$t1-$t0; print(json.dumps(d))" \
+        >"$WORK/dask-$wf-$mode-$i.json"
+    else
+      echo "dask $wf $mode failed: $(tail -n 1 "$WORK/dask-$wf-$mode-$i.err")" >&2
+    fi
+  done
+}
+
+# run_aperture NAME MANIFEST PARALLEL -> $WORK/ap-NAME-pPARALLEL-i.json
+run_aperture() {
+  local name=$1 job=$2 par=$3 i
+  for ((i = 1; i <= REPEAT; i++)); do
+    local out="$WORK/out-$name-p$par" t0 t1
+    t0=$(now)
+    if "$APERTURE" -q run "$job" --output "$out" --force --parallel "$par" \
+      >"$WORK/ap-$name-p$par-$i.out" 2>"$WORK/ap-$name-p$par-$i.err"; then
+      t1=$(now)
+      python3 - "$out" "$t0" "$t1" >"$WORK/ap-$name-p$par-$i.json" <<'PY'
+import csv, json, sys
+out, t0, t1 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+row = next(csv.DictReader(open(f"{out}/diagnostics/timings.csv")))
+tasks = sum(1 for _ in csv.DictReader(open(f"{out}/diagnostics/tasks.csv")))
+wall, task = float(row["time_overall"]), float(row["task_seconds"])
+nw = int(row["nworkers"])
+print(json.dumps({"wall_s": wall, "task_s": task, "tasks": tasks, "workers": nw,
+                  "overhead_s": wall - task / nw, "overhead_fraction": float(row["overhead_fraction"]),
+                  "command_s": t1 - t0, "graph_size": int(row["graph_size"])}))
+PY
+    else
+      echo "aperture $name --parallel $par failed: $(grep -v '^\s*$' "$WORK/ap-$name-p$par-$i.err" | tail -n 1)" >&2
+      grep -v '^\s*$' "$WORK/ap-$name-p$par-$i.err" | tail -n 1 >"$WORK/ap-$name-p$par.failed"
+    fi
+  done
+}
+
+for wf in invert ical; do
+  run_dask "$wf" dask
+  run_dask "$wf" single
+  run_aperture "$wf" "$WORK/$wf.yaml" 1
+  run_aperture "$wf" "$WORK/$wf.yaml" 2
+done
+# The example exactly as written (its own simulate stage adds 8 tasks).
+run_aperture example examples/bench-ical-dask.yaml 2
+
+python3 - "$WORK" "$REPEAT" <<'PY'
+import glob, json, os, sys
+work, repeat = sys.argv[1], int(sys.argv[2])
+
+def best(prefix):
+    runs = [json.load(open(p)) for p in glob.glob(f"{work}/{prefix}-*.json")]
+    return min(runs, key=lambda r: r["wall_s"]) if runs else None
+
+def failed(prefix):
+    p = f"{work}/{prefix}.failed"
+    return open(p).read().strip() if os.path.exists(p) else "no result"
+
+print(f"best wall of {repeat} run(s) each; load average before the table: "
+      f"{os.getloadavg()[0]:.2f}; {os.cpu_count()} cores")
+print()
+print("| workflow | runner | workers | wall s | Σ task s | tasks | overhead s (wall − Σtask/workers) "
+      "| overhead % | 2nd-worker speed-up | Dask wall / this wall | command s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+fails = 0
+for wf in ["invert", "ical"]:
+    d2, d1 = best(f"dask-{wf}-dask"), best(f"dask-{wf}-single")
+    a1, a2 = best(f"ap-{wf}-p1"), best(f"ap-{wf}-p2")
+    rows = [
+        ("Dask distributed (ducc0)", d2, d1, "dask"),
+        ("Python, one process (ducc0)", d1, None, None),
+        ("aperture run", a1, None, f"ap-{wf}-p1"),
+        ("aperture run", a2, a1, f"ap-{wf}-p2"),
+    ]
+    for name, r, base, tag in rows:
+        if r is None:
+            fails += 1
+            why = failed(tag) if tag and tag.startswith("ap-") else "failed (see stderr above)"
+            print(f"| {wf} | {name} | | not measured: {why} | | | | | | | |")
+            continue
+        speed = f"{base['wall_s'] / r['wall_s']:.2f}×" if base else ""
+        ratio = f"{d2['wall_s'] / r['wall_s']:.2f}" if d2 else ""
+        print(f"| {wf} | {name} | {r['workers']} | {r['wall_s']:.2f} | {r['task_s']:.2f} | {r['tasks']} "
+              f"| {r['overhead_s']:.2f} | {100 * r['overhead_s'] / r['wall_s']:.1f} | {speed} | {ratio} "
+              f"| {r['command_s']:.2f} |")
+ex = best("ap-example-p2")
+if ex:
+    print(f"| ical (example as written, with its simulate stage) | aperture run | {ex['workers']} "
+          f"| {ex['wall_s']:.2f} | {ex['task_s']:.2f} | {ex['tasks']} | {ex['overhead_s']:.2f} "
+          f"| {100 * ex['overhead_s'] / ex['wall_s']:.1f} | | | {ex['command_s']:.2f} |")
+else:
+    print(f"| ical (example as written) | aperture run | | not measured: {failed('ap-example-p2')} | | | | | | | |")
+d = best("dask-ical-dask")
+if d and "gain_phase_error_deg" in d:
+    print()
+    print(f"Dask ICAL check: T phase error after 3 cycles {d['gain_phase_error_deg']:.2f}° rms "
+          f"(20° injected); residual peak {d['residual_peak']:.4f} Jy/beam; minor iterations "
+          f"{d['minor_iterations']}.")
+sys.exit(1 if fails else 0)
+PY
