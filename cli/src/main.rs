@@ -45,6 +45,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(cmd::run::RunArgs),
+    /// Print the ImagingJob CustomResourceDefinition (YAML) for `kubectl apply -f`.
+    Crd,
     /// Run one task of a stored job plan (what `aperture run` starts per task).
     #[command(hide = true)]
     Worker(cmd::run::WorkerArgs),
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Run(args) => cmd::run::run(args, &ctx),
+        Command::Crd => cmd::crd::run(),
         Command::Worker(args) => return ExitCode::from(cmd::run::run_worker(args)),
         Command::Simulate(args) => cmd::simulate::run(args, &ctx),
         Command::Invert(args) => cmd::invert::run(args, &ctx),
@@ -84,6 +87,9 @@ fn main() -> ExitCode {
         Command::ApplyGains(args) => cmd::apply_gains::run(args, &ctx),
         Command::Bench(cmd::bench::BenchCommand::Kernels(args)) => {
             cmd::bench::run_kernels(args, &ctx)
+        }
+        Command::Bench(cmd::bench::BenchCommand::Deconv(args)) => {
+            cmd::bench::run_deconv(args, &ctx)
         }
         Command::Import(cmd::import::ImportCommand::Npy(args)) => {
             cmd::import::run_npy(args, &ctx)

@@ -4,6 +4,7 @@ pub mod apply_gains;
 pub mod bench;
 pub mod calibrate;
 pub mod clean;
+pub mod crd;
 pub mod import;
 pub mod invert;
 pub mod predict;

@@ -162,7 +162,11 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
             bar.finish_and_clear();
         }
         match outcome {
-            RunOutcome::Succeeded { wall_seconds, manifests } => {
+            RunOutcome::Succeeded {
+                wall_seconds,
+                manifests,
+                task_overheads,
+            } => {
                 let fig = write_diagnostics(&plan, &out, &manifests, wall_seconds, parallel)
                     .await
                     .map_err(|e| anyhow!("writing diagnostics: {e}"))?;
@@ -182,10 +186,22 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
                         ),
                     )
                     .row("peak worker RSS", bytes(fig.peak_rss_bytes));
-                if let Some(r) = restore {
-                    if let Some(b) = r.result.get("beam_arcsec") {
-                        s.row("restoring beam", format!("{b} (arcsec, arcsec, deg)"));
-                    }
+                if !task_overheads.is_empty() {
+                    let mut o = task_overheads.clone();
+                    o.sort_by(f64::total_cmp);
+                    let mean = o.iter().sum::<f64>() / o.len() as f64;
+                    s.row(
+                        "per-task overhead",
+                        format!(
+                            "mean {:.1} ms, median {:.1} ms, max {:.1} ms (spawn, plan read, manifest write)",
+                            1e3 * mean,
+                            1e3 * o[o.len() / 2],
+                            1e3 * o[o.len() - 1]
+                        ),
+                    );
+                }
+                if let Some(b) = restore.and_then(|r| r.result.get("beam_arcsec")) {
+                    s.row("restoring beam", format!("{b} (arcsec, arcsec, deg)"));
                 }
                 s.row("products", out.key_url("products/"))
                     .row("diagnostics", out.key_url("diagnostics/timings.csv"));

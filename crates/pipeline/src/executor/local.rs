@@ -41,7 +41,13 @@ pub enum Event {
 /// How a run ended.
 #[derive(Debug)]
 pub enum RunOutcome {
-    Succeeded { wall_seconds: f64, manifests: Vec<TaskManifest> },
+    Succeeded {
+        wall_seconds: f64,
+        manifests: Vec<TaskManifest>,
+        /// Per task run now: process lifetime minus the task's own time (spawn, runtime
+        /// start, plan read, manifest write), seconds.
+        task_overheads: Vec<f64>,
+    },
     Failed { reason: String },
     Interrupted,
 }
@@ -51,6 +57,8 @@ struct Done {
     index: u32,
     code: Option<i32>,
     last_error: String,
+    /// Spawn to exit, seconds.
+    process_seconds: f64,
 }
 
 fn spawn(
@@ -71,6 +79,7 @@ fn spawn(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let t0 = Instant::now();
     let mut child = cmd.spawn()?;
     let stderr = child.stderr.take();
     let (stage, prog) = (stage.to_string(), prog.clone());
@@ -91,7 +100,13 @@ fn spawn(
                 None
             }
         };
-        Done { stage, index, code, last_error: last }
+        Done {
+            stage,
+            index,
+            code,
+            last_error: last,
+            process_seconds: t0.elapsed().as_secs_f64(),
+        }
     });
     Ok(())
 }
@@ -112,6 +127,7 @@ pub async fn run_local(
     }
     let mut set: JoinSet<Done> = JoinSet::new();
     let mut skipped = std::collections::BTreeSet::new();
+    let mut task_overheads = Vec::new();
     let parallel = opts.parallel.max(1);
     loop {
         let actions = advance(plan, &obs);
@@ -120,6 +136,7 @@ pub async fn run_local(
                 return Ok(RunOutcome::Succeeded {
                     wall_seconds: t0.elapsed().as_secs_f64(),
                     manifests,
+                    task_overheads,
                 });
             }
             Some(Action::Fail { reason }) => {
@@ -145,10 +162,8 @@ pub async fn run_local(
                         on_event(&Event::Started { stage: stage.clone(), index: i });
                     }
                 }
-                Action::Skip { stage, .. } => {
-                    if skipped.insert(stage.clone()) {
-                        on_event(&Event::Skipped { stage: stage.clone() });
-                    }
+                Action::Skip { stage, .. } if skipped.insert(stage.clone()) => {
+                    on_event(&Event::Skipped { stage: stage.clone() });
                 }
                 _ => {}
             }
@@ -177,6 +192,7 @@ pub async fn run_local(
             if m.kind == TaskKind::Deconvolve {
                 o.converged = m.result.get("converged").and_then(|v| v.as_bool());
             }
+            task_overheads.push((d.process_seconds - m.seconds).max(0.0));
             on_event(&Event::Finished { manifest: Box::new(m.clone()) });
             manifests.push(m);
         } else {

@@ -91,7 +91,15 @@ pub async fn prepare(job: &ImagingJob, output: &str, force: bool) -> Result<(Pla
                 new: new_digest,
             });
         }
-        for prefix in ["tasks/", "cycles/", "weights/", "products/", "diagnostics/", "vis.zarr/"] {
+        for prefix in [
+            "tasks/",
+            "cycles/",
+            "weights/",
+            "products/",
+            "diagnostics/",
+            "vis.zarr/",
+            "predicted.zarr/",
+        ] {
             for key in out.list(prefix).await? {
                 out.delete(&key).await?;
             }

@@ -173,3 +173,12 @@ fn d_alpha_max() -> f64 {
 fn d_extent() -> f64 {
     0.5
 }
+
+/// `spec.predict`: a model image (FITS, Jy/pixel, SIN projection about the data's phase
+/// centre) whose visibilities the `predict` pipeline writes to `<output>/predicted.zarr`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PredictSpec {
+    /// URL of the model FITS image: a path, file://, s3:// or memory://.
+    pub model_image: String,
+}

@@ -15,7 +15,7 @@ pub use auto::AutoOr;
 pub use calibration::{CalibrationSpec, SolutionTerm, TermSpec};
 pub use deconvolution::{CleanAlgorithm, DeconvolutionSpec, WindowKind, WindowSpec};
 pub use image::{ImageSpec, PrecisionSpec, WeightingKind, WeightingSpecYaml};
-pub use input::{InputSpec, SimulateSpec, SkySpec, Telescope};
+pub use input::{InputSpec, PredictSpec, SimulateSpec, SkySpec, Telescope};
 pub use load::{SpecError, load_job, parse_job};
 pub use resources::{ParallelismSpec, StorageSpec, TelemetrySpec, WorkersSpec};
 pub use status::{ImagingJobStatus, JobPhase, StageCounts};
@@ -76,6 +76,9 @@ pub struct ImagingJobSpec {
     /// `./out/<job name>/`; the operator requires it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// The model the `predict` pipeline turns into visibilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predict: Option<PredictSpec>,
     #[serde(default)]
     pub image: ImageSpec,
     #[serde(default)]

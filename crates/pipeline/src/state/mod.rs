@@ -109,12 +109,12 @@ pub fn advance(plan: &Plan, obs: &Observed) -> Vec<Action> {
         let Some(o) = obs.stage(&stage.name) else {
             continue;
         };
-        if let Some((i, why)) = &o.permanent {
-            if !o.succeeded.contains(i) {
-                return vec![Action::Fail {
-                    reason: format!("task {}/{i} failed permanently: {why}", stage.name),
-                }];
-            }
+        if let Some((i, why)) = &o.permanent
+            && !o.succeeded.contains(i)
+        {
+            return vec![Action::Fail {
+                reason: format!("task {}/{i} failed permanently: {why}", stage.name),
+            }];
         }
         for (i, n) in &o.failures {
             if *n >= plan.max_attempts && !o.succeeded.contains(i) && !o.running.contains(i) {

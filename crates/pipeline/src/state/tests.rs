@@ -41,6 +41,7 @@ fn plan(
             simulate: Some(SimulateSpec::default()),
         },
         output: None,
+        predict: None,
         image: Default::default(),
         deconvolution: Default::default(),
         calibration: Default::default(),

@@ -58,7 +58,7 @@ pub fn normalised(env: &TaskEnv, p: &Partial, key: &str, names: &[String]) -> Re
         .iter()
         .map(|n| {
             Ok(Image {
-                geom: geom.clone(),
+                geom,
                 data_yx: p.array(n, key)? / s,
             })
         })

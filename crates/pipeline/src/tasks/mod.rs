@@ -9,6 +9,7 @@ mod manifest;
 mod map;
 mod moments;
 mod partial;
+mod predict;
 mod reduce;
 mod restore;
 mod simulate;
@@ -19,6 +20,7 @@ pub use gains::StoredGains;
 pub use manifest::{TaskManifest, peak_rss_bytes};
 pub use moments::Moments;
 pub use partial::Partial;
+pub use predict::PREDICTED_KEY;
 
 use thiserror::Error;
 
@@ -95,11 +97,7 @@ pub async fn run_task(env: &TaskEnv, stage: &str, index: u32) -> Result<TaskMani
         TaskKind::Reduce => reduce::run(env, &st, index, &mut m).await?,
         TaskKind::Deconvolve => deconvolve::run(env, &st, index, &mut m).await?,
         TaskKind::Restore => restore::run(env, &st, index, &mut m).await?,
-        TaskKind::Predict => {
-            return Err(TaskError::Permanent(
-                "the predict pipeline is not available yet in this version".into(),
-            ));
-        }
+        TaskKind::Predict => predict::run(env, &st, index, &mut m).await?,
     }
     m.finish();
     env.out

@@ -100,7 +100,7 @@ pub async fn run(env: &TaskEnv, _st: &Stage, _index: u32, m: &mut TaskManifest) 
     let geom = env.geometry()?;
     let mut model_images = Vec::new();
     for (t, data) in model.into_iter().enumerate() {
-        let mi = Image { geom: geom.clone(), data_yx: data };
+        let mi = Image { geom, data_yx: data };
         let restored = restore(&mi, &residual[t], &beam).map_err(|e| kernel("restore", e))?;
         let sfx = if t == 0 { String::new() } else { format!("-tt{t}") };
         outputs.insert(format!("model{sfx}"), put_product(env, &format!("model{sfx}"), &mi, "JY/PIXEL", None, m).await?.into());
