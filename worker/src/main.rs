@@ -22,6 +22,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    aperture_pipeline::tasks::limit_malloc_arenas();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -233,6 +233,7 @@ pub struct WorkerArgs {
 
 /// Runs one task and returns the worker exit code.
 pub fn run_worker(args: &WorkerArgs) -> u8 {
+    aperture_pipeline::tasks::limit_malloc_arenas();
     let index = match aperture_pipeline::tasks::task_index(args.index) {
         Ok(i) => i,
         Err(e) => {

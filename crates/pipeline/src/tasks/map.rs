@@ -130,7 +130,8 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
         }
         .map_err(|e| kernel(&what, e))?;
         let x = mom.x(mean_freq(&block));
-        let mut vis_rc = block.vis_rc.clone();
+        // The residual, when there is a model (else the data are imaged as they are).
+        let mut residual_rc = None;
         if let Some(model) = &model {
             let img = model_at(model, x);
             let (mvis_rc, _) = predict(&block.uvw_r, &block.freq_c, img.view(), &geom, &opts)
@@ -167,17 +168,19 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
                     }).collect::<Vec<_>>(),
                 }));
             }
-            vis_rc = &block.vis_rc - &mvis_rc;
+            let r_rc = &block.vis_rc - &mvis_rc;
             let eff = block.effective_weight_rc();
-            for ((r, v), e) in vis_rc.iter().zip(block.vis_rc.iter()).zip(&eff) {
+            for ((r, v), e) in r_rc.iter().zip(block.vis_rc.iter()).zip(&eff) {
                 if *e > 0.0 {
                     chi2_after += e * r.norm_sqr();
                     chi2_before += e * v.norm_sqr();
                 }
             }
+            residual_rc = Some(r_rc);
         }
         // Flags set by calibration zero the imaging weight too.
         let wgt_rc = &wgt_rc * &block.effective_weight_rc().mapv(|e| if e > 0.0 { 1.0 } else { 0.0 });
+        let vis_rc = residual_rc.as_ref().unwrap_or(&block.vis_rc);
         let (dirty_yx, _) = invert(&block.uvw_r, &block.freq_c, vis_rc.view(), wgt_rc.view(), &geom, &opts)
             .map_err(|e| kernel(&format!("{what}: invert"), e))?;
         let mut xt = 1.0;
