@@ -19,38 +19,60 @@ use crate::formats::png::write_png_quicklook;
 use crate::plan::{Plan, Stage, TaskKind};
 use crate::spec::PipelineKind;
 
-async fn put_product(
-    env: &TaskEnv,
-    name: &str,
-    image: &Image,
-    bunit: &str,
+/// One product to write: name (without extension), image, BUNIT and restoring beam.
+struct Product {
+    name: String,
+    image: Image,
+    bunit: &'static str,
     beam: Option<RestoringBeam>,
+}
+
+/// Encodes every product (FITS + PNG) in parallel, then uploads them; returns the FITS
+/// URLs by name.
+async fn put_products(
+    env: &TaskEnv,
+    products: Vec<Product>,
     m: &mut TaskManifest,
-) -> Result<String, TaskError> {
+) -> Result<Vec<(String, String)>, TaskError> {
+    use rayon::prelude::*;
     let t = Instant::now();
     let dir = tempfile::tempdir().map_err(|e| TaskError::Retryable(format!("temporary directory: {e}")))?;
-    let fits = dir.path().join(format!("{name}.fits"));
-    let png = dir.path().join(format!("{name}.png"));
-    let opts = FitsWriteOptions {
-        bunit: bunit.into(),
-        object: Some(env.plan.job.clone()),
-        telescope: env.plan.spec.input.simulate.as_ref().map(|s| format!("{:?}", s.telescope).to_uppercase()),
-        beam,
-        extra: vec![
-            Card::new("EPSILON", env.plan.spec.image.epsilon, "gridding accuracy"),
-            Card::history(&format!("aperture job {} ({})", env.plan.job, env.plan.spec.pipeline.name())),
-        ],
-        ..Default::default()
-    };
-    write_fits_image(&fits, image, &opts).map_err(|e| kernel(&format!("products/{name}.fits"), e))?;
-    write_png_quicklook(&png, image).map_err(|e| kernel(&format!("products/{name}.png"), e))?;
-    for (path, ext) in [(&fits, "fits"), (&png, "png")] {
-        let bytes = std::fs::read(path).map_err(|e| TaskError::Retryable(format!("{}: {e}", path.display())))?;
-        m.bytes_out += bytes.len() as u64;
-        env.out.put(&format!("products/{name}.{ext}"), Bytes::from(bytes)).await?;
+    let telescope = env.plan.spec.input.simulate.as_ref().map(|s| format!("{:?}", s.telescope).to_uppercase());
+    let history = format!("aperture job {} ({})", env.plan.job, env.plan.spec.pipeline.name());
+    let encoded: Vec<Result<(String, Vec<u8>, Vec<u8>), TaskError>> = products
+        .par_iter()
+        .map(|p| {
+            let fits = dir.path().join(format!("{}.fits", p.name));
+            let png = dir.path().join(format!("{}.png", p.name));
+            let opts = FitsWriteOptions {
+                bunit: p.bunit.into(),
+                object: Some(env.plan.job.clone()),
+                telescope: telescope.clone(),
+                beam: p.beam,
+                extra: vec![
+                    Card::new("EPSILON", env.plan.spec.image.epsilon, "gridding accuracy"),
+                    Card::history(&history),
+                ],
+                ..Default::default()
+            };
+            write_fits_image(&fits, &p.image, &opts).map_err(|e| kernel(&format!("products/{}.fits", p.name), e))?;
+            write_png_quicklook(&png, &p.image).map_err(|e| kernel(&format!("products/{}.png", p.name), e))?;
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).map_err(|e| TaskError::Retryable(format!("{}: {e}", path.display())))
+            };
+            Ok((p.name.clone(), read(&fits)?, read(&png)?))
+        })
+        .collect();
+    let mut urls = Vec::new();
+    for e in encoded {
+        let (name, fits, png) = e?;
+        m.bytes_out += (fits.len() + png.len()) as u64;
+        env.out.put(&format!("products/{name}.fits"), Bytes::from(fits)).await?;
+        env.out.put(&format!("products/{name}.png"), Bytes::from(png)).await?;
+        urls.push((name.clone(), env.out.key_url(&format!("products/{name}.fits"))));
     }
     m.write_seconds += t.elapsed().as_secs_f64();
-    Ok(env.out.key_url(&format!("products/{name}.fits")))
+    Ok(urls)
 }
 
 /// The last major cycle whose model and residual belong together: (model cycle,
@@ -77,9 +99,20 @@ pub async fn run(env: &TaskEnv, _st: &Stage, _index: u32, m: &mut TaskManifest) 
     let dirty = normalised(env, &p0, &url0, &[Moments::dirty_name(0)])?.remove(0);
     let psf = normalised(env, &p0, &url0, &[Moments::psf_name(0)])?.remove(0);
     let mut outputs = serde_json::Map::new();
-    outputs.insert("dirty".into(), put_product(env, "dirty", &dirty, "JY/BEAM", None, m).await?.into());
-    outputs.insert("psf".into(), put_product(env, "psf", &psf, "JY/BEAM", None, m).await?.into());
+    let product = |name: &str, image: Image, bunit: &'static str, beam: Option<RestoringBeam>| Product {
+        name: name.to_string(),
+        image,
+        bunit,
+        beam,
+    };
+    let mut products = vec![
+        product("dirty", dirty, "JY/BEAM", None),
+        product("psf", psf.clone(), "JY/BEAM", None),
+    ];
     if env.plan.spec.pipeline == PipelineKind::Invert {
+        for (k, v) in put_products(env, products, m).await? {
+            outputs.insert(k, v.into());
+        }
         m.set("outputs", outputs);
         return Ok(());
     }
@@ -90,7 +123,6 @@ pub async fn run(env: &TaskEnv, _st: &Stage, _index: u32, m: &mut TaskManifest) 
         bmin_deg: beam.bmin_rad.to_degrees(),
         bpa_deg: beam.bpa_rad.to_degrees(),
     };
-    m.compute_seconds += t.elapsed().as_secs_f64();
     let (model_cycle, residual_cycle) = final_cycles(env).await?;
     let model = read_model(env, model_cycle, m).await?;
     let rkey = env.plan.root_key(&Plan::cycle_tree(residual_cycle));
@@ -103,15 +135,19 @@ pub async fn run(env: &TaskEnv, _st: &Stage, _index: u32, m: &mut TaskManifest) 
         let mi = Image { geom, data_yx: data };
         let restored = restore(&mi, &residual[t], &beam).map_err(|e| kernel("restore", e))?;
         let sfx = if t == 0 { String::new() } else { format!("-tt{t}") };
-        outputs.insert(format!("model{sfx}"), put_product(env, &format!("model{sfx}"), &mi, "JY/PIXEL", None, m).await?.into());
-        outputs.insert(format!("residual{sfx}"), put_product(env, &format!("residual{sfx}"), &residual[t], "JY/BEAM", None, m).await?.into());
-        outputs.insert(format!("restored{sfx}"), put_product(env, &format!("restored{sfx}"), &restored, "JY/BEAM", Some(fbeam), m).await?.into());
+        products.push(product(&format!("model{sfx}"), mi.clone(), "JY/PIXEL", None));
+        products.push(product(&format!("residual{sfx}"), residual[t].clone(), "JY/BEAM", None));
+        products.push(product(&format!("restored{sfx}"), restored, "JY/BEAM", Some(fbeam)));
         model_images.push(mi);
     }
     if nmom >= 2 {
         let peak = model_images[0].data_yx.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         let alpha = spectral_index(&model_images, 1e-3 * peak).map_err(|e| kernel("spectral index", e))?;
-        outputs.insert("alpha".into(), put_product(env, "alpha", &alpha, "", None, m).await?.into());
+        products.push(product("alpha", alpha, "", None));
+    }
+    m.compute_seconds += t.elapsed().as_secs_f64();
+    for (k, v) in put_products(env, products, m).await? {
+        outputs.insert(k, v.into());
     }
     if let Some((c, table)) = super::map::latest_global_gains(env, env.plan.major_cycles(), m).await? {
         let _ = c;
