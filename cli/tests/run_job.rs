@@ -42,7 +42,9 @@ fn run_cmd(job: &Path, out: &Path, extra: &[&str]) -> Command {
 }
 
 fn run(job: &Path, out: &Path, extra: &[&str]) -> Output {
-    run_cmd(job, out, extra).output().expect("running aperture run")
+    run_cmd(job, out, extra)
+        .output()
+        .expect("running aperture run")
 }
 
 /// Every product file's bytes, by name.
@@ -51,7 +53,10 @@ fn products(out: &Path) -> Vec<(String, Vec<u8>)> {
         .expect("products/")
         .map(|e| {
             let e = e.expect("entry");
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).expect("read"))
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read"),
+            )
         })
         .collect();
     v.sort();
@@ -59,7 +64,9 @@ fn products(out: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn manifests(out: &Path) -> usize {
-    let Ok(stages) = std::fs::read_dir(out.join("tasks")) else { return 0 };
+    let Ok(stages) = std::fs::read_dir(out.join("tasks")) else {
+        return 0;
+    };
     stages
         .filter_map(Result::ok)
         .map(|s| std::fs::read_dir(s.path()).map_or(0, |d| d.count()))
@@ -98,8 +105,16 @@ fn invert_job_writes_products_and_diagnostics() {
     let out = dir.path().join("out");
     let o = run(&job, &out, &[]);
     assert_ok(&o);
-    for f in ["products/dirty.fits", "products/psf.fits", "products/dirty.png", "plan.json",
-              "diagnostics/timings.csv", "diagnostics/tasks.csv", "diagnostics/stages.csv", "diagnostics/trace.json"] {
+    for f in [
+        "products/dirty.fits",
+        "products/psf.fits",
+        "products/dirty.png",
+        "plan.json",
+        "diagnostics/timings.csv",
+        "diagnostics/tasks.csv",
+        "diagnostics/stages.csv",
+        "diagnostics/trace.json",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let timings = std::fs::read_to_string(out.join("diagnostics/timings.csv")).expect("timings");
@@ -126,37 +141,59 @@ fn killed_workers_and_runs_resume_to_identical_products() {
 
     // Kill one worker process mid-run: the task is retried, the run still succeeds.
     let out = dir.path().join("a");
-    let mut child = run_cmd(&job, &out, &["--parallel", "1"]).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = run_cmd(&job, &out, &["--parallel", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let pid = child.id();
     let mut killed = false;
     wait_until("a worker to start", || {
         if let Some(w) = children(pid).first() {
-            killed = Command::new("kill").args(["-9", &w.to_string()]).status().is_ok_and(|s| s.success());
+            killed = Command::new("kill")
+                .args(["-9", &w.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
         }
         killed || child.try_wait().ok().flatten().is_some()
     });
     let o = child.wait_with_output().expect("wait");
-    assert!(o.status.success(), "run after a killed worker: {}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "run after a killed worker: {}",
+        stderr(&o)
+    );
     assert!(killed, "no worker was seen to kill");
     assert_eq!(products(&reference), products(&out));
 
     // Kill the whole run after some tasks committed, then re-run: it resumes.
     for k in [1usize, total / 2, total - 2] {
         let out = dir.path().join(format!("b{k}"));
-        let mut child = run_cmd(&job, &out, &["--parallel", "2"]).spawn().expect("spawn");
-        wait_until("tasks to commit", || manifests(&out) >= k || child.try_wait().ok().flatten().is_some());
+        let mut child = run_cmd(&job, &out, &["--parallel", "2"])
+            .spawn()
+            .expect("spawn");
+        wait_until("tasks to commit", || {
+            manifests(&out) >= k || child.try_wait().ok().flatten().is_some()
+        });
         let _ = child.kill();
         let _ = child.wait();
         let o = run(&job, &out, &[]);
         assert_ok(&o);
-        assert_eq!(products(&reference), products(&out), "after killing at {k} tasks");
+        assert_eq!(
+            products(&reference),
+            products(&out),
+            "after killing at {k} tasks"
+        );
     }
 }
 
 fn fails_with(o: &Output, needles: &[&str]) {
     assert!(!o.status.success(), "expected failure, got success");
     let e = stderr(o);
-    assert_eq!(e.lines().filter(|l| l.starts_with("error:")).count(), 1, "one error line: {e}");
+    assert_eq!(
+        e.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "one error line: {e}"
+    );
     for n in needles {
         assert!(e.contains(n), "{n:?} not in: {e}");
     }
@@ -167,17 +204,36 @@ fn bad_manifests_name_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let cases = [
-        ("unknown", manifest("x", "invert", "  majorCycle: 3\n"), "spec.majorCycle"),
-        ("type", manifest("x", "invert", "").replace("npixel: 128", "npixel: big"), "spec.image.npixel"),
-        ("range", manifest("x", "invert", "").replace("epsilon: 1.0e-5", "epsilon: 2.0"), "spec.image.epsilon"),
+        (
+            "unknown",
+            manifest("x", "invert", "  majorCycle: 3\n"),
+            "spec.majorCycle",
+        ),
+        (
+            "type",
+            manifest("x", "invert", "").replace("npixel: 128", "npixel: big"),
+            "spec.image.npixel",
+        ),
+        (
+            "range",
+            manifest("x", "invert", "").replace("epsilon: 1.0e-5", "epsilon: 2.0"),
+            "spec.image.epsilon",
+        ),
         ("pipeline", manifest("x", "imaging", ""), "spec.pipeline"),
-        ("nested", manifest("x", "invert", "").replace("rmax: 300", "rmax: 300, stations: 4"), "spec.input.simulate.stations"),
+        (
+            "nested",
+            manifest("x", "invert", "").replace("rmax: 300", "rmax: 300, stations: 4"),
+            "spec.input.simulate.stations",
+        ),
     ];
     for (name, text, field) in cases {
         let job = write_job(dir.path(), name, &text);
         let o = run(&job, &out, &[]);
         fails_with(&o, &[field]);
-        assert!(!out.join("plan.json").exists(), "{name}: nothing may be written");
+        assert!(
+            !out.join("plan.json").exists(),
+            "{name}: nothing may be written"
+        );
     }
     let o = run(&dir.path().join("missing.yaml"), &out, &[]);
     fails_with(&o, &["missing.yaml"]);
@@ -190,10 +246,16 @@ fn unusable_inputs_and_outputs_are_refused() {
     // An input dataset that does not exist.
     let text = manifest("x", "invert", "").replace(
         "simulate: {telescope: LOW, rmax: 300, frequencyWindows: 6, ntimes: 3, sky: {sources: 3}}",
-        &format!("visibilities: {}", dir.path().join("nothing.zarr").display()),
+        &format!(
+            "visibilities: {}",
+            dir.path().join("nothing.zarr").display()
+        ),
     );
     let job = write_job(dir.path(), "noinput", &text);
-    fails_with(&run(&job, &out, &[]), &["spec.input.visibilities", "nothing.zarr"]);
+    fails_with(
+        &run(&job, &out, &[]),
+        &["spec.input.visibilities", "nothing.zarr"],
+    );
     // An unreachable S3 endpoint.
     let text = manifest("x", "invert", "").replace(
         "simulate: {telescope: LOW, rmax: 300, frequencyWindows: 6, ntimes: 3, sky: {sources: 3}}",
@@ -216,7 +278,11 @@ fn unusable_inputs_and_outputs_are_refused() {
     fails_with(&run(&job, &file.join("out"), &[]), &["plainfile"]);
     // A different manifest on an existing output is refused without --force.
     assert_ok(&run(&job, &out, &[]));
-    let other = write_job(dir.path(), "inv2", &manifest("inv", "invert", "").replace("npixel: 128", "npixel: 96"));
+    let other = write_job(
+        dir.path(),
+        "inv2",
+        &manifest("inv", "invert", "").replace("npixel: 128", "npixel: 96"),
+    );
     fails_with(&run(&other, &out, &[]), &["--force"]);
     assert_ok(&run(&other, &out, &["--force"]));
 }

@@ -38,13 +38,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(aperture_pipeline::tasks::EXIT_RETRYABLE);
         }
     };
-    let code = rt.block_on(aperture_pipeline::tasks::worker_main(&args.plan, &args.stage, index));
+    let code = rt.block_on(aperture_pipeline::tasks::worker_main(
+        &args.plan,
+        &args.stage,
+        index,
+    ));
     ExitCode::from(code)
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use aperture_pipeline::executor::{Event, LocalOptions, RunOutcome, prepare, run_local, write_diagnostics};
+use aperture_pipeline::executor::{
+    Event, LocalOptions, RunOutcome, prepare, run_local, write_diagnostics,
+};
 use aperture_pipeline::spec::load_job;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -67,7 +69,9 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
         .clone()
         .or_else(|| job.spec.output.clone())
         .unwrap_or_else(|| default_output(&name));
-    let parallel = args.parallel.unwrap_or(job.spec.parallelism.max_parallel as usize);
+    let parallel = args
+        .parallel
+        .unwrap_or(job.spec.parallelism.max_parallel as usize);
     if parallel == 0 {
         bail!("--parallel 0: at least one worker is needed");
     }
@@ -241,8 +245,15 @@ pub fn run_worker(args: &WorkerArgs) -> u8 {
             return 2;
         }
     };
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(aperture_pipeline::tasks::worker_main(&args.plan, &args.stage, index)),
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(aperture_pipeline::tasks::worker_main(
+            &args.plan,
+            &args.stage,
+            index,
+        )),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             aperture_pipeline::tasks::EXIT_RETRYABLE

@@ -41,7 +41,9 @@ fn bench(c: &mut Criterion) {
     c.bench_function("plan ical 5500 windows x 10 cycles", |b| {
         b.iter(|| make_plan(&spec, &facts, &opts).expect("plan"))
     });
-    c.bench_function("plan.json serialise", |b| b.iter(|| serde_json::to_vec(&plan).expect("json")));
+    c.bench_function("plan.json serialise", |b| {
+        b.iter(|| serde_json::to_vec(&plan).expect("json"))
+    });
 }
 
 criterion_group!(benches, bench);

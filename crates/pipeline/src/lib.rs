@@ -2,12 +2,12 @@
 //! and, as the project grows, the job spec, planner and executors.
 
 pub mod error;
+pub mod executor;
 pub mod formats;
 pub mod plan;
 pub mod spec;
 pub mod state;
 pub mod storage;
 pub mod tasks;
-pub mod executor;
 
 pub use error::FormatError;

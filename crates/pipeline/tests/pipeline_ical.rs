@@ -45,12 +45,18 @@ struct Run {
 async fn run(pipeline: &str) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let j = parse_job(&job(pipeline), "cal.yaml").expect("job");
-    let (plan, out) = prepare(&j, &dir.path().display().to_string(), false).await.expect("prepare");
+    let (plan, out) = prepare(&j, &dir.path().display().to_string(), false)
+        .await
+        .expect("prepare");
     let vis = Store::from_url(&plan.visibilities).expect("vis");
     let env = TaskEnv { plan, out, vis };
     run_inline(&env).await.expect("job runs");
     let root = dir.path().to_path_buf();
-    Run { _dir: dir, env, root }
+    Run {
+        _dir: dir,
+        env,
+        root,
+    }
 }
 
 /// Intercept at x = 0 of the least-squares line through (x_i, S(ν_i)), x = (ν − ν₀)/ν₀.
@@ -72,36 +78,56 @@ fn rms(a: &ndarray::Array2<f64>) -> f64 {
 async fn ical_recovers_gains_and_sources_and_beats_continuum() {
     let ical = run("ical").await;
     for c in 1..=ical.env.plan.major_cycles() {
-        let m: serde_json::Value = ical.env.out.get_json(&format!("tasks/deconvolve-{c:03}/00000.json")).await.expect("m");
+        let m: serde_json::Value = ical
+            .env
+            .out
+            .get_json(&format!("tasks/deconvolve-{c:03}/00000.json"))
+            .await
+            .expect("m");
         eprintln!("cycle {c}: {}", m["result"]);
     }
     let ds = ical.env.dataset().await.expect("dataset");
     let extra = &ds.meta().extra;
     let sky: SkyModel = serde_json::from_value(extra["sky_model"].clone()).expect("sky");
-    let truth: Vec<Complex64> = serde_json::from_value::<Vec<[f64; 2]>>(extra["true_gains"].clone())
-        .expect("gains")
-        .into_iter()
-        .map(|[re, im]| Complex64::new(re, im))
-        .collect();
+    let truth: Vec<Complex64> =
+        serde_json::from_value::<Vec<[f64; 2]>>(extra["true_gains"].clone())
+            .expect("gains")
+            .into_iter()
+            .map(|[re, im]| Complex64::new(re, im))
+            .collect();
 
     // Sources: the restored peak at the WCS pixel of each true source (sources sit on
     // pixel centres) equals its Taylor-term-0 flux within 2 %. With two Taylor terms the
     // model is the least-squares line through the power-law spectrum at the windows'
     // frequencies, whose value at ν₀ exceeds S(ν₀) by ≈ α(α−1)/2·⟨x²⟩ (≈ 1 % here).
     let freqs: Vec<f64> = ds.meta().windows.iter().map(|w| w.freq_hz[0]).collect();
-    let (restored, _) = read_fits_image(ical.root.join("products/restored.fits")).expect("restored");
+    let (restored, _) =
+        read_fits_image(ical.root.join("products/restored.fits")).expect("restored");
     for s in &sky.sources {
         let (x, y) = restored.geom.radec_to_pixel(s.dir).expect("in the image");
         let (xi, yi) = (x.round() as usize, y.round() as usize);
-        assert!((x - xi as f64).abs() < 1e-6 && (y - yi as f64).abs() < 1e-6, "on a pixel");
-        let want = taylor0(&freqs, restored.geom.freq_hz, |f| s.flux_at(f, sky.ref_freq_hz));
+        assert!(
+            (x - xi as f64).abs() < 1e-6 && (y - yi as f64).abs() < 1e-6,
+            "on a pixel"
+        );
+        let want = taylor0(&freqs, restored.geom.freq_hz, |f| {
+            s.flux_at(f, sky.ref_freq_hz)
+        });
         let got = restored.data_yx[[yi, xi]];
-        assert!((got - want).abs() < 0.02 * want, "source at ({xi}, {yi}): {got} Jy/beam vs {want} Jy");
+        assert!(
+            (got - want).abs() < 0.02 * want,
+            "source at ({xi}, {yi}): {got} Jy/beam vs {want} Jy"
+        );
     }
 
     // Gains: the last T (phase) table times the last per-window G tables give the true
     // gains up to a common phase (the reference antenna's).
-    let t: StoredGains = ical.env.out.get_json("products/gains-T.json").await.expect("T gains");
+    let t: StoredGains = ical
+        .env
+        .out
+        .get_json("products/gains-T.json")
+        .await
+        .expect("T gains");
     let mut g_key = None;
     for c in 1..=ical.env.plan.major_cycles() {
         let key = format!("cycles/{c:03}/gains/00000.json");
@@ -109,8 +135,12 @@ async fn ical_recovers_gains_and_sources_and_beats_continuum() {
             g_key = Some(key);
         }
     }
-    let g_tables: Vec<serde_json::Value> =
-        ical.env.out.get_json(&g_key.expect("a G solution")).await.expect("G gains");
+    let g_tables: Vec<serde_json::Value> = ical
+        .env
+        .out
+        .get_json(&g_key.expect("a G solution"))
+        .await
+        .expect("G gains");
     let g0: Vec<[f64; 2]> = serde_json::from_value(g_tables[0]["gains"].clone()).expect("G table");
     let refant = 0;
     let rot = truth[refant].conj() / truth[refant].norm();
@@ -129,17 +159,35 @@ async fn ical_recovers_gains_and_sources_and_beats_continuum() {
     // 1.5° rms and 4° worst.
     let n = ratios.len() as f64;
     let scale = ratios.iter().map(|r| r.norm()).sum::<f64>() / n;
-    let amp_rms = (ratios.iter().map(|r| (r.norm() / scale - 1.0).powi(2)).sum::<f64>() / n).sqrt();
+    let amp_rms = (ratios
+        .iter()
+        .map(|r| (r.norm() / scale - 1.0).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
     let ph: Vec<f64> = ratios.iter().map(|r| r.arg().to_degrees()).collect();
     let ph_rms = (ph.iter().map(|p| p * p).sum::<f64>() / n).sqrt();
     let ph_worst = ph.iter().fold(0.0f64, |a, p| a.max(p.abs()));
-    eprintln!("gains: scale {scale:.4}, amplitude rms {amp_rms:.2e}, phase rms {ph_rms:.2}°, worst {ph_worst:.2}°");
+    eprintln!(
+        "gains: scale {scale:.4}, amplitude rms {amp_rms:.2e}, phase rms {ph_rms:.2}°, worst {ph_worst:.2}°"
+    );
     assert!((scale - 1.0).abs() < 0.01, "flux scale {scale}");
     assert!(amp_rms < 2e-3, "amplitude rms {amp_rms}");
-    assert!(ph_rms < 1.5 && ph_worst < 4.0, "phase rms {ph_rms}°, worst {ph_worst}°");
+    assert!(
+        ph_rms < 1.5 && ph_worst < 4.0,
+        "phase rms {ph_rms}°, worst {ph_worst}°"
+    );
     // The corruption was 30° rms in phase and 5 % in amplitude: the solution removed it.
-    let raw_ph_rms = (truth.iter().map(|g| (g * rot).arg().to_degrees().powi(2)).sum::<f64>() / n).sqrt();
-    assert!(raw_ph_rms > 10.0 * ph_rms, "{raw_ph_rms}° corruption vs {ph_rms}° left");
+    let raw_ph_rms = (truth
+        .iter()
+        .map(|g| (g * rot).arg().to_degrees().powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    assert!(
+        raw_ph_rms > 10.0 * ph_rms,
+        "{raw_ph_rms}° corruption vs {ph_rms}° left"
+    );
 
     // Continuum imaging of the same corrupted data leaves a far worse residual.
     let cont = run("continuum").await;

@@ -29,7 +29,10 @@ pub fn deconvolve_mfs_moments(
     if nt != params.nmoment || !(1..=3).contains(&nt) {
         return Err(ImagingError::invalid(
             "nmoment",
-            format!("{nt} dirty moments for nmoment {}; must match, 1–3", params.nmoment),
+            format!(
+                "{nt} dirty moments for nmoment {}; must match, 1–3",
+                params.nmoment
+            ),
         ));
     }
     if psf_k.len() != 2 * nt - 1 {
@@ -40,7 +43,10 @@ pub fn deconvolve_mfs_moments(
         });
     }
     if !(ref_freq_hz.is_finite() && ref_freq_hz > 0.0) {
-        return Err(ImagingError::invalid("ref_freq_hz", format!("{ref_freq_hz} Hz; must be positive")));
+        return Err(ImagingError::invalid(
+            "ref_freq_hz",
+            format!("{ref_freq_hz} Hz; must be positive"),
+        ));
     }
     let g0 = dirty_t[0].geom;
     let (nx, ny) = (g0.npix_x, g0.npix_y);

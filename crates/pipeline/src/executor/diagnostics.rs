@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::plan::{Plan, TaskKind};
-use crate::storage::{Store, StorageError};
+use crate::storage::{StorageError, Store};
 use crate::tasks::TaskManifest;
 
 /// Whole-run figures.
@@ -26,7 +26,10 @@ pub struct RunFigures {
 }
 
 fn kind_seconds(ms: &[TaskManifest], kinds: &[TaskKind]) -> f64 {
-    ms.iter().filter(|m| kinds.contains(&m.kind)).map(|m| m.seconds).sum()
+    ms.iter()
+        .filter(|m| kinds.contains(&m.kind))
+        .map(|m| m.seconds)
+        .sum()
 }
 
 /// Writes the diagnostics of a finished run and returns its figures.
@@ -56,7 +59,10 @@ pub async fn write_diagnostics(
          time_ical,time_overall,task_seconds,overhead_fraction,peak_rss_bytes"
     );
     let ical = kind_seconds(&ms, &[TaskKind::Residual, TaskKind::Deconvolve])
-        + ms.iter().filter(|m| m.kind == TaskKind::Reduce && m.cycle > 0).map(|m| m.seconds).sum::<f64>();
+        + ms.iter()
+            .filter(|m| m.kind == TaskKind::Reduce && m.cycle > 0)
+            .map(|m| m.seconds)
+            .sum::<f64>();
     let _ = writeln!(
         t,
         "{},{},{},{},{},{},{},{:e},{:e},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.4},{}",
@@ -86,7 +92,8 @@ pub async fn write_diagnostics(
     );
     out.put("diagnostics/timings.csv", Bytes::from(t)).await?;
 
-    let mut s = String::from("stage,kind,cycle,tasks,done,seconds_total,seconds_max,peak_rss_bytes\n");
+    let mut s =
+        String::from("stage,kind,cycle,tasks,done,seconds_total,seconds_max,peak_rss_bytes\n");
     let mut by_stage: BTreeMap<&str, Vec<&TaskManifest>> = BTreeMap::new();
     for m in &ms {
         by_stage.entry(m.stage.as_str()).or_default().push(m);
@@ -115,9 +122,21 @@ pub async fn write_diagnostics(
         let _ = writeln!(
             c,
             "{},{},{:?},{},{:.6},{:.4},{:.4},{:.4},{:.4},{},{},{},{},{},{}",
-            m.stage, m.index, m.kind, m.cycle, m.started_unix, m.seconds, m.read_seconds,
-            m.compute_seconds, m.write_seconds, m.bytes_in, m.bytes_out, m.windows, m.visibilities,
-            m.peak_rss_bytes, m.pid
+            m.stage,
+            m.index,
+            m.kind,
+            m.cycle,
+            m.started_unix,
+            m.seconds,
+            m.read_seconds,
+            m.compute_seconds,
+            m.write_seconds,
+            m.bytes_in,
+            m.bytes_out,
+            m.windows,
+            m.visibilities,
+            m.peak_rss_bytes,
+            m.pid
         );
     }
     out.put("diagnostics/tasks.csv", Bytes::from(c)).await?;
@@ -143,7 +162,8 @@ pub async fn write_diagnostics(
                      "bytes_in": m.bytes_in, "bytes_out": m.bytes_out, "peak_rss": m.peak_rss_bytes, "worker_pid": m.pid}
         }));
     }
-    let trace = json!({"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"job": plan.job}});
+    let trace =
+        json!({"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"job": plan.job}});
     out.put_json("diagnostics/trace.json", &trace).await?;
     Ok(RunFigures {
         wall_seconds,

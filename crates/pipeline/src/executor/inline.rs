@@ -2,9 +2,9 @@
 //! the same state machine. For tests and debugging (no process isolation, no
 //! parallelism); `aperture run` uses [`super::run_local`].
 
+use crate::plan::TaskKind;
 use crate::state::{Action, advance};
 use crate::tasks::{TaskEnv, TaskError, TaskManifest, run_task};
-use crate::plan::TaskKind;
 
 use super::observe;
 
@@ -27,7 +27,8 @@ pub async fn run_inline(env: &TaskEnv) -> Result<Vec<TaskManifest>, TaskError> {
                                 let o = obs.stage_mut(stage);
                                 o.succeeded.insert(i);
                                 if m.kind == TaskKind::Deconvolve {
-                                    o.converged = m.result.get("converged").and_then(|v| v.as_bool());
+                                    o.converged =
+                                        m.result.get("converged").and_then(|v| v.as_bool());
                                 }
                                 ran.push(m);
                             }

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::plan::{PLAN_KEY, Plan, TaskKind};
 use crate::state::{Action, advance};
-use crate::storage::{Store, StorageError};
+use crate::storage::{StorageError, Store};
 use crate::tasks::{EXIT_PERMANENT, TaskManifest};
 
 use super::observe;
@@ -31,11 +31,25 @@ pub struct LocalOptions {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// Tasks already committed when the run started (a resume).
-    Resumed { done: u64 },
-    Started { stage: String, index: u32 },
-    Finished { manifest: Box<TaskManifest> },
-    Failed { stage: String, index: u32, message: String, retry: bool },
-    Skipped { stage: String },
+    Resumed {
+        done: u64,
+    },
+    Started {
+        stage: String,
+        index: u32,
+    },
+    Finished {
+        manifest: Box<TaskManifest>,
+    },
+    Failed {
+        stage: String,
+        index: u32,
+        message: String,
+        retry: bool,
+    },
+    Skipped {
+        stage: String,
+    },
 }
 
 /// How a run ended.
@@ -48,7 +62,9 @@ pub enum RunOutcome {
         /// start, plan read, manifest write), seconds.
         task_overheads: Vec<f64>,
     },
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     Interrupted,
 }
 
@@ -74,7 +90,14 @@ fn spawn(
         .ok_or_else(|| std::io::Error::other("no worker program"))?;
     let mut cmd = Command::new(PathBuf::from(prog));
     cmd.args(pre)
-        .args(["--plan", plan_url, "--stage", stage, "--index", &index.to_string()])
+        .args([
+            "--plan",
+            plan_url,
+            "--stage",
+            stage,
+            "--index",
+            &index.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -141,7 +164,9 @@ pub async fn run_local(
             }
             Some(Action::Fail { reason }) => {
                 set.shutdown().await;
-                return Ok(RunOutcome::Failed { reason: reason.clone() });
+                return Ok(RunOutcome::Failed {
+                    reason: reason.clone(),
+                });
             }
             _ => {}
         }
@@ -159,11 +184,16 @@ pub async fn run_local(
                             });
                         }
                         obs.stage_mut(stage).running.insert(i);
-                        on_event(&Event::Started { stage: stage.clone(), index: i });
+                        on_event(&Event::Started {
+                            stage: stage.clone(),
+                            index: i,
+                        });
                     }
                 }
                 Action::Skip { stage, .. } if skipped.insert(stage.clone()) => {
-                    on_event(&Event::Skipped { stage: stage.clone() });
+                    on_event(&Event::Skipped {
+                        stage: stage.clone(),
+                    });
                 }
                 _ => {}
             }
@@ -193,7 +223,9 @@ pub async fn run_local(
                 o.converged = m.result.get("converged").and_then(|v| v.as_bool());
             }
             task_overheads.push((d.process_seconds - m.seconds).max(0.0));
-            on_event(&Event::Finished { manifest: Box::new(m.clone()) });
+            on_event(&Event::Finished {
+                manifest: Box::new(m.clone()),
+            });
             manifests.push(m);
         } else {
             let o = obs.stage_mut(&d.stage);

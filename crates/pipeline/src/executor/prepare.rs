@@ -6,7 +6,7 @@ use thiserror::Error;
 use crate::formats::zarr_vis::open_dataset;
 use crate::plan::{InputFacts, PLAN_KEY, Plan, PlanError, PlanOptions, VIS_KEY, make_plan};
 use crate::spec::ImagingJob;
-use crate::storage::{Store, StorageError};
+use crate::storage::{StorageError, Store};
 
 /// Why a job cannot start.
 #[derive(Debug, Error)]
@@ -55,7 +55,14 @@ pub async fn input_facts(job: &ImagingJob) -> Result<InputFacts, PrepareError> {
         w = w.max(p.w.abs());
     }
     let freqs = meta.freq_c();
-    let nant = meta.ant1.iter().chain(&meta.ant2).copied().max().unwrap_or(0) + 1;
+    let nant = meta
+        .ant1
+        .iter()
+        .chain(&meta.ant2)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        + 1;
     Ok(InputFacts {
         nwindows: meta.windows.len() as u32,
         channels_per_window: meta.nchan_window() as u32,
@@ -74,7 +81,11 @@ pub async fn input_facts(job: &ImagingJob) -> Result<InputFacts, PrepareError> {
 /// Plans `job` onto `output` and stores the plan. With an existing plan of the same
 /// spec the stored plan is returned (a resume); a different spec is refused unless
 /// `force`, which deletes the old job's tasks, cycles, products and diagnostics first.
-pub async fn prepare(job: &ImagingJob, output: &str, force: bool) -> Result<(Plan, Store), PrepareError> {
+pub async fn prepare(
+    job: &ImagingJob,
+    output: &str,
+    force: bool,
+) -> Result<(Plan, Store), PrepareError> {
     let out = Store::from_url(output)?;
     let name = job.metadata.name.clone().unwrap_or_else(|| "job".into());
     let new_digest = crate::plan::spec_digest(&job.spec);

@@ -155,7 +155,10 @@ pub fn make_plan(
     let by_workers = (par.max_parallel as usize).min((total / 1.0).floor() as usize);
     let shards = match par.windows_per_shard {
         Some(n) => fixed_shards(&map_w, n.max(1) as usize),
-        None => balance_shards(&map_w, by_target.max(by_workers).clamp(1, facts.nwindows as usize)),
+        None => balance_shards(
+            &map_w,
+            by_target.max(by_workers).clamp(1, facts.nwindows as usize),
+        ),
     };
 
     let npix2 = (geom.npix_x * geom.npix_y) as u64;

@@ -260,7 +260,9 @@ pub fn validate(s: &ImagingJobSpec) -> Result<(), SpecError> {
         || format!("{} is outside 1…20", p.max_attempts),
     )?;
     if let Some(n) = p.windows_per_shard {
-        check(n >= 1, "spec.parallelism.windowsPerShard", || "must be at least 1".into())?;
+        check(n >= 1, "spec.parallelism.windowsPerShard", || {
+            "must be at least 1".into()
+        })?;
     }
     if let Some(m) = p.worker_memory_mib {
         check(m >= 64, "spec.parallelism.workerMemoryMib", || {

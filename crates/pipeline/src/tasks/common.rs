@@ -90,7 +90,11 @@ impl TaskEnv {
         Ok(open_dataset(self.vis.object_store(), self.vis.prefix()).await?)
     }
 
-    pub async fn read_partial(&self, key: &str, m: &mut TaskManifest) -> Result<Partial, TaskError> {
+    pub async fn read_partial(
+        &self,
+        key: &str,
+        m: &mut TaskManifest,
+    ) -> Result<Partial, TaskError> {
         let t = Instant::now();
         let bytes = self.out.get(key).await?;
         m.bytes_in += bytes.len() as u64;
@@ -99,7 +103,12 @@ impl TaskEnv {
         Ok(p)
     }
 
-    pub async fn write_partial(&self, key: &str, p: &Partial, m: &mut TaskManifest) -> Result<(), TaskError> {
+    pub async fn write_partial(
+        &self,
+        key: &str,
+        p: &Partial,
+        m: &mut TaskManifest,
+    ) -> Result<(), TaskError> {
         let t = Instant::now();
         let bytes = Bytes::from(p.to_bytes());
         m.bytes_out += bytes.len() as u64;

@@ -46,7 +46,12 @@ pub fn clean_params(env: &TaskEnv) -> CleanParams {
 }
 
 /// Normalised images `prefix0..n` of a partial (divided by its `sumwt`).
-pub fn normalised(env: &TaskEnv, p: &Partial, key: &str, names: &[String]) -> Result<Vec<Image>, TaskError> {
+pub fn normalised(
+    env: &TaskEnv,
+    p: &Partial,
+    key: &str,
+    names: &[String],
+) -> Result<Vec<Image>, TaskError> {
     let geom = env.geometry()?;
     let s = p.scalar("sumwt", key)?;
     if s <= 0.0 {
@@ -65,13 +70,22 @@ pub fn normalised(env: &TaskEnv, p: &Partial, key: &str, names: &[String]) -> Re
         .collect()
 }
 
-pub async fn run(env: &TaskEnv, st: &Stage, _index: u32, m: &mut TaskManifest) -> Result<(), TaskError> {
+pub async fn run(
+    env: &TaskEnv,
+    st: &Stage,
+    _index: u32,
+    m: &mut TaskManifest,
+) -> Result<(), TaskError> {
     let c = st.cycle;
     let nmom = env.nmoment();
     let prev_key = env.plan.root_key(&Plan::cycle_tree(c - 1));
     let prev = env.read_partial(&prev_key, m).await?;
     let psf_key = env.plan.root_key(&Plan::cycle_tree(0));
-    let psf_part = if c == 1 { prev.clone() } else { env.read_partial(&psf_key, m).await? };
+    let psf_part = if c == 1 {
+        prev.clone()
+    } else {
+        env.read_partial(&psf_key, m).await?
+    };
     let dnames: Vec<String> = (0..nmom).map(Moments::dirty_name).collect();
     let pnames: Vec<String> = (0..2 * nmom - 1).map(Moments::psf_name).collect();
     let dirty = normalised(env, &prev, &env.out.key_url(&prev_key), &dnames)?;
@@ -83,15 +97,24 @@ pub async fn run(env: &TaskEnv, st: &Stage, _index: u32, m: &mut TaskManifest) -
         let table = solve(neq, &spec).map_err(|e| kernel("T solve", e))?;
         m.set("t_flagged", table.n_flagged());
         let key = Plan::global_gains_key(c);
-        env.out.put_json(&key, &StoredGains::from_table(&table)).await?;
+        env.out
+            .put_json(&key, &StoredGains::from_table(&table))
+            .await?;
     }
-    let previous_model = if c > 1 { Some(read_model(env, c - 1, m).await?) } else { None };
+    let previous_model = if c > 1 {
+        Some(read_model(env, c - 1, m).await?)
+    } else {
+        None
+    };
     let params = clean_params(env);
     let (model_t, initial, final_peak, iterations, stop) = if params.algorithm == Algorithm::Msmfs {
         let r = deconvolve_mfs_moments(&dirty, &psf, env.plan.image.ref_freq_hz, &params)
             .map_err(|e| kernel("deconvolution (msmfs)", e))?;
         (
-            r.model_taylor.into_iter().map(|i| i.data_yx).collect::<Vec<_>>(),
+            r.model_taylor
+                .into_iter()
+                .map(|i| i.data_yx)
+                .collect::<Vec<_>>(),
             r.initial_peak,
             r.final_peak,
             r.iterations,
@@ -99,7 +122,13 @@ pub async fn run(env: &TaskEnv, st: &Stage, _index: u32, m: &mut TaskManifest) -
         )
     } else {
         let r = deconvolve(&dirty[0], &psf[0], &params).map_err(|e| kernel("deconvolution", e))?;
-        (vec![r.model.data_yx], r.initial_peak, r.final_peak, r.iterations, r.stop_reason)
+        (
+            vec![r.model.data_yx],
+            r.initial_peak,
+            r.final_peak,
+            r.iterations,
+            r.stop_reason,
+        )
     };
     let converged = initial <= env.plan.spec.deconvolution.threshold;
     let mut model = Partial::default();
@@ -118,7 +147,13 @@ pub async fn run(env: &TaskEnv, st: &Stage, _index: u32, m: &mut TaskManifest) -
     m.set("initial_peak", initial);
     m.set("final_peak", final_peak);
     m.set("iterations", iterations as u64);
-    m.set("stop_reason", serde_json::to_value(stop).unwrap_or_default());
-    m.set("model_flux", model.arrays.get("m0").map_or(0.0, |a| a.sum()));
+    m.set(
+        "stop_reason",
+        serde_json::to_value(stop).unwrap_or_default(),
+    );
+    m.set(
+        "model_flux",
+        model.arrays.get("m0").map_or(0.0, |a| a.sum()),
+    );
     env.write_partial(&Plan::model_key(c), &model, m).await
 }

@@ -26,9 +26,15 @@ impl StoredGains {
             n_ant: na,
             intervals: t.layout.intervals.clone(),
             gains: (0..ni)
-                .map(|i| (0..na).map(|a| [t.gains[[i, a, 0]].re, t.gains[[i, a, 0]].im]).collect())
+                .map(|i| {
+                    (0..na)
+                        .map(|a| [t.gains[[i, a, 0]].re, t.gains[[i, a, 0]].im])
+                        .collect()
+                })
                 .collect(),
-            flags: (0..ni).map(|i| (0..na).map(|a| t.flags[[i, a, 0]]).collect()).collect(),
+            flags: (0..ni)
+                .map(|i| (0..na).map(|a| t.flags[[i, a, 0]]).collect())
+                .collect(),
         }
     }
 
@@ -43,11 +49,17 @@ impl StoredGains {
             for (a, g) in row.iter().enumerate() {
                 if i < t.n_intervals() && a < self.n_ant {
                     t.gains[[i, a, 0]] = Complex64::new(g[0], g[1]);
-                    t.flags[[i, a, 0]] = self.flags.get(i).and_then(|f| f.get(a)).copied().unwrap_or(true);
+                    t.flags[[i, a, 0]] = self
+                        .flags
+                        .get(i)
+                        .and_then(|f| f.get(a))
+                        .copied()
+                        .unwrap_or(true);
                 }
             }
         }
-        t.validate().map_err(|e| TaskError::corrupt(key, e.to_string()))?;
+        t.validate()
+            .map_err(|e| TaskError::corrupt(key, e.to_string()))?;
         Ok(t)
     }
 }

@@ -49,7 +49,11 @@ pub fn active_terms(env: &TaskEnv, cycle: u32) -> Vec<SolutionTerm> {
 }
 
 /// The latest global T table solved at or before `cycle`, if any.
-pub async fn latest_global_gains(env: &TaskEnv, cycle: u32, m: &mut TaskManifest) -> Result<Option<(u32, aperture_imaging::calib::GainTable)>, TaskError> {
+pub async fn latest_global_gains(
+    env: &TaskEnv,
+    cycle: u32,
+    m: &mut TaskManifest,
+) -> Result<Option<(u32, aperture_imaging::calib::GainTable)>, TaskError> {
     for c in (1..=cycle).rev() {
         let key = Plan::global_gains_key(c);
         if env.out.exists(&key).await? {
@@ -63,11 +67,18 @@ pub async fn latest_global_gains(env: &TaskEnv, cycle: u32, m: &mut TaskManifest
 }
 
 /// Model Taylor terms of `cycle` (the output of its deconvolve stage).
-pub async fn read_model(env: &TaskEnv, cycle: u32, m: &mut TaskManifest) -> Result<Vec<Array2<f64>>, TaskError> {
+pub async fn read_model(
+    env: &TaskEnv,
+    cycle: u32,
+    m: &mut TaskManifest,
+) -> Result<Vec<Array2<f64>>, TaskError> {
     let key = Plan::model_key(cycle);
     let p = env.read_partial(&key, m).await?;
     (0..env.nmoment())
-        .map(|t| p.array(&Moments::model_name(t), &env.out.key_url(&key)).cloned())
+        .map(|t| {
+            p.array(&Moments::model_name(t), &env.out.key_url(&key))
+                .cloned()
+        })
         .collect()
 }
 
@@ -85,7 +96,12 @@ fn mean_freq(block: &VisBlock) -> f64 {
     block.freq_c.iter().sum::<f64>() / block.freq_c.len().max(1) as f64
 }
 
-pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) -> Result<(), TaskError> {
+pub async fn run(
+    env: &TaskEnv,
+    st: &Stage,
+    index: u32,
+    m: &mut TaskManifest,
+) -> Result<(), TaskError> {
     let geom: ImageGeometry = env.geometry()?;
     let opts = env.gridder();
     let wspec = env.weighting();
@@ -95,18 +111,28 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
     };
     let residual = st.kind == TaskKind::Residual;
     let density = global_density(env, m).await?;
-    let model = if residual { Some(read_model(env, st.cycle, m).await?) } else { None };
-    let global = if residual { latest_global_gains(env, st.cycle, m).await? } else { None };
+    let model = if residual {
+        Some(read_model(env, st.cycle, m).await?)
+    } else {
+        None
+    };
+    let global = if residual {
+        latest_global_gains(env, st.cycle, m).await?
+    } else {
+        None
+    };
     let terms = active_terms(env, st.cycle);
     let n_ant = env.plan.facts.nantennas as usize;
     let (ny, nx) = (geom.npix_y, geom.npix_x);
     let mut part = Partial::default();
     for t in 0..mom.nmoment {
-        part.arrays.insert(Moments::dirty_name(t), Array2::zeros((ny, nx)));
+        part.arrays
+            .insert(Moments::dirty_name(t), Array2::zeros((ny, nx)));
     }
     if !residual {
         for k in 0..mom.n_psf() {
-            part.arrays.insert(Moments::psf_name(k), Array2::zeros((ny, nx)));
+            part.arrays
+                .insert(Moments::psf_name(k), Array2::zeros((ny, nx)));
         }
     }
     let mut sumwt = 0.0;
@@ -155,7 +181,8 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
                 let data_w = block.effective_weight_rc();
                 let ne = NormalEquations::accumulate(&block, mvis_rc.view(), data_w.view(), &spec)
                     .map_err(|e| kernel(&format!("{what}: {term:?} normal equations"), e))?;
-                let table = solve(&ne, &spec).map_err(|e| kernel(&format!("{what}: {term:?} solve"), e))?;
+                let table =
+                    solve(&ne, &spec).map_err(|e| kernel(&format!("{what}: {term:?} solve"), e))?;
                 apply_gains(&mut block, &table, ApplyMode::Correct, WeightUpdate::Keep)
                     .map_err(|e| kernel(&format!("{what}: apply {term:?} gains"), e))?;
                 shard_tables.push(serde_json::json!({
@@ -179,10 +206,20 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
             residual_rc = Some(r_rc);
         }
         // Flags set by calibration zero the imaging weight too.
-        let wgt_rc = &wgt_rc * &block.effective_weight_rc().mapv(|e| if e > 0.0 { 1.0 } else { 0.0 });
+        let wgt_rc = &wgt_rc
+            * &block
+                .effective_weight_rc()
+                .mapv(|e| if e > 0.0 { 1.0 } else { 0.0 });
         let vis_rc = residual_rc.as_ref().unwrap_or(&block.vis_rc);
-        let (dirty_yx, _) = invert(&block.uvw_r, &block.freq_c, vis_rc.view(), wgt_rc.view(), &geom, &opts)
-            .map_err(|e| kernel(&format!("{what}: invert"), e))?;
+        let (dirty_yx, _) = invert(
+            &block.uvw_r,
+            &block.freq_c,
+            vis_rc.view(),
+            wgt_rc.view(),
+            &geom,
+            &opts,
+        )
+        .map_err(|e| kernel(&format!("{what}: invert"), e))?;
         let mut xt = 1.0;
         for t in 0..mom.nmoment {
             if let Some(a) = part.arrays.get_mut(&Moments::dirty_name(t)) {
@@ -192,8 +229,15 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
         }
         if !residual {
             let ones = Array2::from_elem(wgt_rc.dim(), Complex64::new(1.0, 0.0));
-            let (psf_yx, _) = invert(&block.uvw_r, &block.freq_c, ones.view(), wgt_rc.view(), &geom, &opts)
-                .map_err(|e| kernel(&format!("{what}: PSF"), e))?;
+            let (psf_yx, _) = invert(
+                &block.uvw_r,
+                &block.freq_c,
+                ones.view(),
+                wgt_rc.view(),
+                &geom,
+                &opts,
+            )
+            .map_err(|e| kernel(&format!("{what}: PSF"), e))?;
             let mut xk = 1.0;
             for k in 0..mom.n_psf() {
                 if let Some(a) = part.arrays.get_mut(&Moments::psf_name(k)) {
@@ -217,6 +261,10 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
         let key = Plan::shard_gains_key(st.cycle, index);
         env.out.put_json(&key, &shard_tables).await?;
     }
-    let tree = st.tree.clone().unwrap_or_else(|| Plan::cycle_tree(st.cycle));
-    env.write_partial(&Plan::partial_key(&tree, index), &part, m).await
+    let tree = st
+        .tree
+        .clone()
+        .unwrap_or_else(|| Plan::cycle_tree(st.cycle));
+    env.write_partial(&Plan::partial_key(&tree, index), &part, m)
+        .await
 }

@@ -40,7 +40,11 @@ impl Partial {
         if names(self) != names(other) {
             return Err(TaskError::corrupt(
                 what,
-                format!("partials hold different images: {:?} vs {:?}", names(self), names(other)),
+                format!(
+                    "partials hold different images: {:?} vs {:?}",
+                    names(self),
+                    names(other)
+                ),
             ));
         }
         for (k, a) in &mut self.arrays {
@@ -48,7 +52,11 @@ impl Partial {
             if a.dim() != b.dim() {
                 return Err(TaskError::corrupt(
                     what,
-                    format!("image {k} is {:?} in one partial and {:?} in another", a.dim(), b.dim()),
+                    format!(
+                        "image {k} is {:?} in one partial and {:?} in another",
+                        a.dim(),
+                        b.dim()
+                    ),
                 ));
             }
             *a += b;
@@ -68,7 +76,11 @@ impl Partial {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let header = Header {
-            arrays: self.arrays.iter().map(|(k, a)| (k.clone(), [a.nrows(), a.ncols()])).collect(),
+            arrays: self
+                .arrays
+                .iter()
+                .map(|(k, a)| (k.clone(), [a.nrows(), a.ncols()]))
+                .collect(),
             scalars: self.scalars.clone(),
             neq: self.neq.clone(),
         };
@@ -96,13 +108,14 @@ impl Partial {
         if rest.len() < 8 {
             return Err(bad("truncated header"));
         }
-        let hlen = u64::from_le_bytes(rest[..8].try_into().map_err(|_| bad("header length"))?) as usize;
+        let hlen =
+            u64::from_le_bytes(rest[..8].try_into().map_err(|_| bad("header length"))?) as usize;
         let rest = &rest[8..];
         if rest.len() < hlen {
             return Err(bad("truncated header"));
         }
-        let header: Header = serde_json::from_slice(&rest[..hlen])
-            .map_err(|e| bad(&format!("bad header: {e}")))?;
+        let header: Header =
+            serde_json::from_slice(&rest[..hlen]).map_err(|e| bad(&format!("bad header: {e}")))?;
         let mut data = &rest[hlen..];
         let mut arrays = BTreeMap::new();
         for (name, [ny, nx]) in header.arrays {
@@ -160,6 +173,9 @@ mod tests {
         let mut bytes = a.to_bytes();
         bytes.truncate(bytes.len() - 3);
         let err = Partial::from_bytes(&bytes, "cycles/000/partial/00001.bin").unwrap_err();
-        assert!(err.to_string().contains("cycles/000/partial/00001.bin"), "{err}");
+        assert!(
+            err.to_string().contains("cycles/000/partial/00001.bin"),
+            "{err}"
+        );
     }
 }

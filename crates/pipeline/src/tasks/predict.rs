@@ -26,16 +26,23 @@ pub async fn read_model_image(url: &str, m: &mut TaskManifest) -> Result<Image, 
     let store = Store::from_url(&dir)?;
     let bytes = store.get(&name).await?;
     m.bytes_in += bytes.len() as u64;
-    let tmp = tempfile::tempdir().map_err(|e| TaskError::Retryable(format!("temporary directory: {e}")))?;
+    let tmp = tempfile::tempdir()
+        .map_err(|e| TaskError::Retryable(format!("temporary directory: {e}")))?;
     let path = tmp.path().join("model.fits");
-    std::fs::write(&path, &bytes).map_err(|e| TaskError::Retryable(format!("{}: {e}", path.display())))?;
+    std::fs::write(&path, &bytes)
+        .map_err(|e| TaskError::Retryable(format!("{}: {e}", path.display())))?;
     let (img, _) = read_fits_image(&path)
         .map_err(|e| TaskError::Permanent(format!("spec.predict.modelImage {url}: {e}")))?;
     m.read_seconds += t.elapsed().as_secs_f64();
     Ok(img)
 }
 
-pub async fn run(env: &TaskEnv, _st: &Stage, index: u32, m: &mut TaskManifest) -> Result<(), TaskError> {
+pub async fn run(
+    env: &TaskEnv,
+    _st: &Stage,
+    index: u32,
+    m: &mut TaskManifest,
+) -> Result<(), TaskError> {
     let url = env
         .plan
         .spec
@@ -67,8 +74,14 @@ pub async fn run(env: &TaskEnv, _st: &Stage, index: u32, m: &mut TaskManifest) -
         let mut block = input.read_window(w as usize).await?;
         m.read_seconds += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let (vis_rc, _) = predict(&block.uvw_r, &block.freq_c, model.data_yx.view(), &model.geom, &opts)
-            .map_err(|e| kernel(&format!("window {w}: predict"), e))?;
+        let (vis_rc, _) = predict(
+            &block.uvw_r,
+            &block.freq_c,
+            model.data_yx.view(),
+            &model.geom,
+            &opts,
+        )
+        .map_err(|e| kernel(&format!("window {w}: predict"), e))?;
         block.vis_rc = vis_rc;
         m.compute_seconds += t.elapsed().as_secs_f64();
         let t = Instant::now();

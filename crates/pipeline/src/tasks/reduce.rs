@@ -5,7 +5,12 @@ use std::time::Instant;
 use super::{Partial, TaskEnv, TaskError, TaskManifest};
 use crate::plan::{Plan, Stage};
 
-pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) -> Result<(), TaskError> {
+pub async fn run(
+    env: &TaskEnv,
+    st: &Stage,
+    index: u32,
+    m: &mut TaskManifest,
+) -> Result<(), TaskError> {
     let r = st
         .reduce
         .as_ref()
@@ -17,5 +22,6 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
         acc.add(&p, &env.out.key_url(&key))?;
         m.compute_seconds += t.elapsed().as_secs_f64();
     }
-    env.write_partial(&Plan::reduce_key(&r.tree, r.level, index), &acc, m).await
+    env.write_partial(&Plan::reduce_key(&r.tree, r.level, index), &acc, m)
+        .await
 }

@@ -36,9 +36,20 @@ async fn put_products(
 ) -> Result<Vec<(String, String)>, TaskError> {
     use rayon::prelude::*;
     let t = Instant::now();
-    let dir = tempfile::tempdir().map_err(|e| TaskError::Retryable(format!("temporary directory: {e}")))?;
-    let telescope = env.plan.spec.input.simulate.as_ref().map(|s| format!("{:?}", s.telescope).to_uppercase());
-    let history = format!("aperture job {} ({})", env.plan.job, env.plan.spec.pipeline.name());
+    let dir = tempfile::tempdir()
+        .map_err(|e| TaskError::Retryable(format!("temporary directory: {e}")))?;
+    let telescope = env
+        .plan
+        .spec
+        .input
+        .simulate
+        .as_ref()
+        .map(|s| format!("{:?}", s.telescope).to_uppercase());
+    let history = format!(
+        "aperture job {} ({})",
+        env.plan.job,
+        env.plan.spec.pipeline.name()
+    );
     let encoded: Vec<Result<(String, Vec<u8>, Vec<u8>), TaskError>> = products
         .par_iter()
         .map(|p| {
@@ -55,10 +66,13 @@ async fn put_products(
                 ],
                 ..Default::default()
             };
-            write_fits_image(&fits, &p.image, &opts).map_err(|e| kernel(&format!("products/{}.fits", p.name), e))?;
-            write_png_quicklook(&png, &p.image).map_err(|e| kernel(&format!("products/{}.png", p.name), e))?;
+            write_fits_image(&fits, &p.image, &opts)
+                .map_err(|e| kernel(&format!("products/{}.fits", p.name), e))?;
+            write_png_quicklook(&png, &p.image)
+                .map_err(|e| kernel(&format!("products/{}.png", p.name), e))?;
             let read = |path: &std::path::Path| {
-                std::fs::read(path).map_err(|e| TaskError::Retryable(format!("{}: {e}", path.display())))
+                std::fs::read(path)
+                    .map_err(|e| TaskError::Retryable(format!("{}: {e}", path.display())))
             };
             Ok((p.name.clone(), read(&fits)?, read(&png)?))
         })
@@ -67,9 +81,16 @@ async fn put_products(
     for e in encoded {
         let (name, fits, png) = e?;
         m.bytes_out += (fits.len() + png.len()) as u64;
-        env.out.put(&format!("products/{name}.fits"), Bytes::from(fits)).await?;
-        env.out.put(&format!("products/{name}.png"), Bytes::from(png)).await?;
-        urls.push((name.clone(), env.out.key_url(&format!("products/{name}.fits"))));
+        env.out
+            .put(&format!("products/{name}.fits"), Bytes::from(fits))
+            .await?;
+        env.out
+            .put(&format!("products/{name}.png"), Bytes::from(png))
+            .await?;
+        urls.push((
+            name.clone(),
+            env.out.key_url(&format!("products/{name}.fits")),
+        ));
     }
     m.write_seconds += t.elapsed().as_secs_f64();
     Ok(urls)
@@ -85,13 +106,24 @@ async fn final_cycles(env: &TaskEnv) -> Result<(u32, u32), TaskError> {
             continue;
         }
         let man: super::TaskManifest = env.out.get_json(&key).await?;
-        let converged = man.result.get("converged").and_then(|v| v.as_bool()).unwrap_or(false);
+        let converged = man
+            .result
+            .get("converged")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         return Ok((c, if converged { c - 1 } else { c }));
     }
-    Err(TaskError::Permanent("restore: no deconvolve stage has finished".into()))
+    Err(TaskError::Permanent(
+        "restore: no deconvolve stage has finished".into(),
+    ))
 }
 
-pub async fn run(env: &TaskEnv, _st: &Stage, _index: u32, m: &mut TaskManifest) -> Result<(), TaskError> {
+pub async fn run(
+    env: &TaskEnv,
+    _st: &Stage,
+    _index: u32,
+    m: &mut TaskManifest,
+) -> Result<(), TaskError> {
     let nmom = env.nmoment();
     let root0 = env.plan.root_key(&Plan::cycle_tree(0));
     let p0 = env.read_partial(&root0, m).await?;
@@ -99,12 +131,13 @@ pub async fn run(env: &TaskEnv, _st: &Stage, _index: u32, m: &mut TaskManifest) 
     let dirty = normalised(env, &p0, &url0, &[Moments::dirty_name(0)])?.remove(0);
     let psf = normalised(env, &p0, &url0, &[Moments::psf_name(0)])?.remove(0);
     let mut outputs = serde_json::Map::new();
-    let product = |name: &str, image: Image, bunit: &'static str, beam: Option<RestoringBeam>| Product {
-        name: name.to_string(),
-        image,
-        bunit,
-        beam,
-    };
+    let product =
+        |name: &str, image: Image, bunit: &'static str, beam: Option<RestoringBeam>| Product {
+            name: name.to_string(),
+            image,
+            bunit,
+            beam,
+        };
     let mut products = vec![
         product("dirty", dirty, "JY/BEAM", None),
         product("psf", psf.clone(), "JY/BEAM", None),
@@ -117,7 +150,8 @@ pub async fn run(env: &TaskEnv, _st: &Stage, _index: u32, m: &mut TaskManifest) 
         return Ok(());
     }
     let t = Instant::now();
-    let beam = fit_psf_beam(&psf).map_err(|e| kernel("restoring beam fit to products/psf.fits", e))?;
+    let beam =
+        fit_psf_beam(&psf).map_err(|e| kernel("restoring beam fit to products/psf.fits", e))?;
     let fbeam = RestoringBeam {
         bmaj_deg: beam.bmaj_rad.to_degrees(),
         bmin_deg: beam.bmin_rad.to_degrees(),
@@ -132,31 +166,74 @@ pub async fn run(env: &TaskEnv, _st: &Stage, _index: u32, m: &mut TaskManifest) 
     let geom = env.geometry()?;
     let mut model_images = Vec::new();
     for (t, data) in model.into_iter().enumerate() {
-        let mi = Image { geom, data_yx: data };
+        let mi = Image {
+            geom,
+            data_yx: data,
+        };
         let restored = restore(&mi, &residual[t], &beam).map_err(|e| kernel("restore", e))?;
-        let sfx = if t == 0 { String::new() } else { format!("-tt{t}") };
-        products.push(product(&format!("model{sfx}"), mi.clone(), "JY/PIXEL", None));
-        products.push(product(&format!("residual{sfx}"), residual[t].clone(), "JY/BEAM", None));
-        products.push(product(&format!("restored{sfx}"), restored, "JY/BEAM", Some(fbeam)));
+        let sfx = if t == 0 {
+            String::new()
+        } else {
+            format!("-tt{t}")
+        };
+        products.push(product(
+            &format!("model{sfx}"),
+            mi.clone(),
+            "JY/PIXEL",
+            None,
+        ));
+        products.push(product(
+            &format!("residual{sfx}"),
+            residual[t].clone(),
+            "JY/BEAM",
+            None,
+        ));
+        products.push(product(
+            &format!("restored{sfx}"),
+            restored,
+            "JY/BEAM",
+            Some(fbeam),
+        ));
         model_images.push(mi);
     }
     if nmom >= 2 {
-        let peak = model_images[0].data_yx.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-        let alpha = spectral_index(&model_images, 1e-3 * peak).map_err(|e| kernel("spectral index", e))?;
+        let peak = model_images[0]
+            .data_yx
+            .iter()
+            .fold(0.0f64, |a, v| a.max(v.abs()));
+        let alpha =
+            spectral_index(&model_images, 1e-3 * peak).map_err(|e| kernel("spectral index", e))?;
         products.push(product("alpha", alpha, "", None));
     }
     m.compute_seconds += t.elapsed().as_secs_f64();
     for (k, v) in put_products(env, products, m).await? {
         outputs.insert(k, v.into());
     }
-    if let Some((c, table)) = super::map::latest_global_gains(env, env.plan.major_cycles(), m).await? {
+    if let Some((c, table)) =
+        super::map::latest_global_gains(env, env.plan.major_cycles(), m).await?
+    {
         let _ = c;
-        env.out.put_json("products/gains-T.json", &super::StoredGains::from_table(&table)).await?;
-        outputs.insert("gains-T".into(), env.out.key_url("products/gains-T.json").into());
+        env.out
+            .put_json(
+                "products/gains-T.json",
+                &super::StoredGains::from_table(&table),
+            )
+            .await?;
+        outputs.insert(
+            "gains-T".into(),
+            env.out.key_url("products/gains-T.json").into(),
+        );
     }
     m.set("model_cycle", model_cycle);
     m.set("residual_cycle", residual_cycle);
-    m.set("beam_arcsec", serde_json::json!([beam.bmaj_rad.to_degrees() * 3600.0, beam.bmin_rad.to_degrees() * 3600.0, beam.bpa_rad.to_degrees()]));
+    m.set(
+        "beam_arcsec",
+        serde_json::json!([
+            beam.bmaj_rad.to_degrees() * 3600.0,
+            beam.bmin_rad.to_degrees() * 3600.0,
+            beam.bpa_rad.to_degrees()
+        ]),
+    );
     m.set("outputs", outputs);
     let _ = TaskKind::Restore;
     Ok(())

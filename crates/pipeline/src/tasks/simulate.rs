@@ -24,7 +24,11 @@ use crate::spec::{SimulateSpec, Telescope};
 
 /// The sky and the true antenna gains of a simulated job (also stored in the dataset's
 /// metadata under `extra`).
-pub fn truth(env: &TaskEnv, sim: &SimulateSpec, nant: usize) -> Result<(SkyModel, Vec<Complex64>), TaskError> {
+pub fn truth(
+    env: &TaskEnv,
+    sim: &SimulateSpec,
+    nant: usize,
+) -> Result<(SkyModel, Vec<Complex64>), TaskError> {
     let geom = env.geometry()?;
     let half = 0.5 * geom.npix_x as f64 * geom.cell * sim.sky.extent;
     let spec = RandomSkySpec {
@@ -58,26 +62,33 @@ pub fn array_config(sim: &SimulateSpec) -> Result<AntennaConfig, TaskError> {
     .map_err(|e| kernel("spec.input.simulate.rmax", e))
 }
 
-pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) -> Result<(), TaskError> {
-    let sim = env
-        .plan
-        .spec
-        .input
-        .simulate
-        .clone()
-        .ok_or_else(|| TaskError::Permanent("simulate stage without spec.input.simulate".into()))?;
+pub async fn run(
+    env: &TaskEnv,
+    st: &Stage,
+    index: u32,
+    m: &mut TaskManifest,
+) -> Result<(), TaskError> {
+    let sim =
+        env.plan.spec.input.simulate.clone().ok_or_else(|| {
+            TaskError::Permanent("simulate stage without spec.input.simulate".into())
+        })?;
     let t = Instant::now();
     let config = array_config(&sim)?;
     let centre = RaDec::from_degrees(sim.ra_deg, sim.dec_deg);
-    let ha = hour_angles(sim.ntimes as usize, sim.span_hours).map_err(|e| kernel("spec.input.simulate.ntimes", e))?;
-    let rows = synthesize_uvw(&config, centre, &ha).map_err(|e| kernel("spec.input.simulate", e))?;
+    let ha = hour_angles(sim.ntimes as usize, sim.span_hours)
+        .map_err(|e| kernel("spec.input.simulate.ntimes", e))?;
+    let rows =
+        synthesize_uvw(&config, centre, &ha).map_err(|e| kernel("spec.input.simulate", e))?;
     let grid = RowGrid::from_rows(&rows.time_r, &rows.ant1_r, &rows.ant2_r)?;
     let nchan = (sim.frequency_windows * sim.channels_per_window) as usize;
     let freq_c: Vec<f64> = if nchan == 1 {
         vec![sim.freq_min_hz]
     } else {
         (0..nchan)
-            .map(|i| sim.freq_min_hz + (sim.freq_max_hz - sim.freq_min_hz) * i as f64 / (nchan - 1) as f64)
+            .map(|i| {
+                sim.freq_min_hz
+                    + (sim.freq_max_hz - sim.freq_min_hz) * i as f64 / (nchan - 1) as f64
+            })
             .collect()
     };
     let windows = WindowMeta::split(&freq_c, sim.channels_per_window as usize)?;
@@ -86,7 +97,10 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
     meta.telescope = Some(format!("{:?}", sim.telescope).to_uppercase());
     meta.station_diameter_m = config.antennas.first().map(|a| a.diameter);
     meta.array = Some(config.clone());
-    meta.extra.insert("sky_model".into(), serde_json::to_value(&sky).unwrap_or_default());
+    meta.extra.insert(
+        "sky_model".into(),
+        serde_json::to_value(&sky).unwrap_or_default(),
+    );
     meta.extra.insert(
         "true_gains".into(),
         json!(gains.iter().map(|g| [g.re, g.im]).collect::<Vec<_>>()),
@@ -101,7 +115,13 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
     }
     m.compute_seconds += t.elapsed().as_secs_f64();
     let tw = Instant::now();
-    let ds = create_dataset(env.vis.object_store(), env.vis.prefix(), &meta, Some(uvw_tb3.view())).await?;
+    let ds = create_dataset(
+        env.vis.object_store(),
+        env.vis.prefix(),
+        &meta,
+        Some(uvw_tb3.view()),
+    )
+    .await?;
     m.write_seconds += tw.elapsed().as_secs_f64();
     let shard = env.plan.shards[index as usize];
     let _ = st;
@@ -111,8 +131,16 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
         let t = Instant::now();
         let wm = &ds.meta().windows[w as usize];
         let noise_seed = sim.seed.wrapping_add(1 + u64::from(w));
-        let mut block = simulate_block(&config, centre, &ha, &wm.freq_hz, &sky, sim.noise_jy, noise_seed)
-            .map_err(|e| kernel(&format!("simulate window {w}"), e))?;
+        let mut block = simulate_block(
+            &config,
+            centre,
+            &ha,
+            &wm.freq_hz,
+            &sky,
+            sim.noise_jy,
+            noise_seed,
+        )
+        .map_err(|e| kernel(&format!("simulate window {w}"), e))?;
         if sim.gain_phase_rms_deg > 0.0 || sim.gain_amplitude_rms > 0.0 {
             for (r, mut row) in block.vis_rc.rows_mut().into_iter().enumerate() {
                 let g = gains[block.ant1_r[r] as usize] * gains[block.ant2_r[r] as usize].conj();

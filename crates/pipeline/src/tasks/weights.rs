@@ -11,7 +11,12 @@ use crate::plan::{Plan, Stage};
 
 pub const DENSITY: &str = "density";
 
-pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) -> Result<(), TaskError> {
+pub async fn run(
+    env: &TaskEnv,
+    st: &Stage,
+    index: u32,
+    m: &mut TaskManifest,
+) -> Result<(), TaskError> {
     let geom = env.geometry()?;
     let grid = UvGrid::for_image(&geom).map_err(|e| kernel("uv grid", e))?;
     let mut density = UvDensity::zeros(grid);
@@ -32,11 +37,15 @@ pub async fn run(env: &TaskEnv, st: &Stage, index: u32, m: &mut TaskManifest) ->
     let mut p = Partial::default();
     p.arrays.insert(DENSITY.into(), density_vu);
     let tree = st.tree.clone().unwrap_or_else(|| "weights".into());
-    env.write_partial(&Plan::partial_key(&tree, index), &p, m).await
+    env.write_partial(&Plan::partial_key(&tree, index), &p, m)
+        .await
 }
 
 /// The global density (root of the weights tree), if the plan has one.
-pub async fn global_density(env: &TaskEnv, m: &mut TaskManifest) -> Result<Option<UvDensity>, TaskError> {
+pub async fn global_density(
+    env: &TaskEnv,
+    m: &mut TaskManifest,
+) -> Result<Option<UvDensity>, TaskError> {
     if env.plan.stage("weights").is_none() {
         return Ok(None);
     }
