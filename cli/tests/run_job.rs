@@ -286,3 +286,59 @@ fn unusable_inputs_and_outputs_are_refused() {
     fails_with(&run(&other, &out, &[]), &["--force"]);
     assert_ok(&run(&other, &out, &["--force"]));
 }
+
+#[test]
+fn a_corrupt_chunk_fails_the_task_naming_it_and_leaves_no_products() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A first job writes the visibilities (vis.zarr) of a simulation.
+    let job = write_job(dir.path(), "sim", &manifest("sim", "invert", ""));
+    let first = dir.path().join("first");
+    assert_ok(&run(&job, &first, &[]));
+    let chunk = first.join("vis.zarr/VISIBILITY/c/0/0/2/0");
+    assert!(chunk.is_file(), "expected chunk {}", chunk.display());
+    std::fs::write(&chunk, b"this is not a zarr chunk").expect("corrupt");
+    // A second job images that dataset: window 2's task fails permanently.
+    let text = manifest("reuse", "invert", "").replace(
+        "simulate: {telescope: LOW, rmax: 300, frequencyWindows: 6, ntimes: 3, sky: {sources: 3}}",
+        &format!("visibilities: {}", first.join("vis.zarr").display()),
+    );
+    let job = write_job(dir.path(), "reuse", &text);
+    let out = dir.path().join("second");
+    let o = run(&job, &out, &[]);
+    fails_with(&o, &["/2", "VISIBILITY/c/0/0/2/0"]);
+    assert!(
+        !out.join("products").exists(),
+        "no product may be presented after a failure"
+    );
+    assert!(!out.join("diagnostics/timings.csv").exists());
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_a_rerun_finishes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = write_job(dir.path(), "int", &manifest("int", "invert", ""));
+    let out = dir.path().join("out");
+    let child = run_cmd(&job, &out, &["--parallel", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    wait_until("a worker to start", || !children(pid).is_empty());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let o = child.wait_with_output().expect("wait");
+    if !o.status.success() {
+        // Interrupted before the end: one clear line, and no products yet.
+        let e = stderr(&o);
+        assert!(e.contains("interrupted") && e.contains("resume"), "{e}");
+        assert!(!out.join("products").exists());
+    }
+    wait_until("the workers to exit", || children(pid).is_empty());
+    assert_ok(&run(&job, &out, &[]));
+    assert!(out.join("products/dirty.fits").is_file());
+}
