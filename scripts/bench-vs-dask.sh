@@ -82,6 +82,8 @@ run_aperture() {
   local name=$1 job=$2 par=$3 i
   for ((i = 1; i <= REPEAT; i++)); do
     local out="$WORK/out-$name-p$par" t0 t1
+    # A rerun on an existing output resumes (skips committed tasks): start afresh.
+    rm -rf "$out"
     t0=$(now)
     if "$APERTURE" -q run "$job" --output "$out" --force --parallel "$par" \
       >"$WORK/ap-$name-p$par-$i.out" 2>"$WORK/ap-$name-p$par-$i.err"; then
@@ -104,6 +106,7 @@ PY
   done
 }
 
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
 for wf in invert ical; do
   run_dask "$wf" dask
   run_dask "$wf" single
@@ -113,9 +116,9 @@ done
 # The example exactly as written (its own simulate stage adds 8 tasks).
 run_aperture example examples/bench-ical-dask.yaml 2
 
-python3 - "$WORK" "$REPEAT" <<'PY'
+python3 - "$WORK" "$REPEAT" "$LOAD_START" <<'PY'
 import glob, json, os, sys
-work, repeat = sys.argv[1], int(sys.argv[2])
+work, repeat, load_start = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
 def best(prefix):
     runs = [json.load(open(p)) for p in glob.glob(f"{work}/{prefix}-*.json")]
@@ -123,10 +126,10 @@ def best(prefix):
 
 def failed(prefix):
     p = f"{work}/{prefix}.failed"
-    return open(p).read().strip() if os.path.exists(p) else "no result"
+    return open(p).read().strip().replace("|", "/") if os.path.exists(p) else "no result"
 
-print(f"best wall of {repeat} run(s) each; load average before the table: "
-      f"{os.getloadavg()[0]:.2f}; {os.cpu_count()} cores")
+print(f"best wall of {repeat} run(s) each; 1-min load average {load_start} at the start, "
+      f"{os.getloadavg()[0]:.2f} at the end; {os.cpu_count()} cores")
 print()
 print("| workflow | runner | workers | wall s | Σ task s | tasks | overhead s (wall − Σtask/workers) "
       "| overhead % | 2nd-worker speed-up | Dask wall / this wall | command s |")
