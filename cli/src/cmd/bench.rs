@@ -1,5 +1,6 @@
 //! `aperture bench kernels`: wall time and throughput of invert and predict on the SDP
 //! benchmark scenario (or a given bundle), for comparison with ducc0's wgridder.
+//! `aperture bench deconv` (the CLEAN minor cycle, against radler) is in `bench/deconv.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,10 +29,15 @@ use crate::common::output::check_bundle_output;
 use crate::common::runtime::proc_bytes;
 use crate::common::{Context, bundle};
 
+mod deconv;
+
+pub use deconv::{DeconvArgs, run_deconv};
+
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     Kernels(KernelsArgs),
+    Deconv(DeconvArgs),
 }
 
 /// Time invert and predict (the gridding kernels).

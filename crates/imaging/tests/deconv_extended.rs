@@ -52,7 +52,10 @@ fn multiscale_recovers_a_gaussian() {
     assert!(res_rms < 0.01 * peak);
     let total: f64 = r.model.data_yx.sum();
     let want: f64 = sky.sum();
-    assert!((total / want - 1.0).abs() < 0.01, "model flux {total} vs {want}");
+    assert!(
+        (total / want - 1.0).abs() < 0.01,
+        "model flux {total} vs {want}"
+    );
     // Hogbom with the same budget leaves more behind on the extended source.
     let h = deconvolve(
         &image(&p.geom, dirty),

@@ -84,7 +84,10 @@ fn nmoment_2_recovers_spectral_indices() {
     assert_eq!(r.model_taylor.len(), 2);
     assert_eq!(r.residual_taylor.len(), 2);
     assert_eq!(r.model_taylor[0].geom.freq_hz, r.ref_freq_hz);
-    eprintln!("{} iterations, {:?}, final peak {:e}", r.iterations, r.stop_reason, r.final_peak);
+    eprintln!(
+        "{} iterations, {:?}, final peak {:e}",
+        r.iterations, r.stop_reason, r.final_peak
+    );
     let alpha = spectral_index(&r.model_taylor, 1e-3).unwrap().data_yx;
     for &(x, y, s0, a) in &SOURCES {
         let (i0, i1) = lsq(s0, a, w.nu0);
@@ -95,7 +98,11 @@ fn nmoment_2_recovers_spectral_indices() {
             alpha[[y, x]]
         );
         assert!((got0 / i0 - 1.0).abs() < 5e-3, "I0 {got0} vs {i0}");
-        assert!((alpha[[y, x]] - a).abs() < 0.05, "α {} vs {a}", alpha[[y, x]]);
+        assert!(
+            (alpha[[y, x]] - a).abs() < 0.05,
+            "α {} vs {a}",
+            alpha[[y, x]]
+        );
         assert!((alpha[[y, x]] - i1 / i0).abs() < 0.01);
     }
     // Spectral index is 0 (blank) wherever I0 is below the threshold.
@@ -115,7 +122,11 @@ fn nmoment_3_recovers_spectral_indices() {
     let alpha = spectral_index(&r.model_taylor, 1e-3).unwrap().data_yx;
     for &(x, y, _, a) in &SOURCES {
         // About ν₀ = 125 MHz the quadratic term absorbs the curvature of (ν/ν₀)^α.
-        assert!((alpha[[y, x]] - a).abs() < 0.05, "α {} vs {a}", alpha[[y, x]]);
+        assert!(
+            (alpha[[y, x]] - a).abs() < 0.05,
+            "α {} vs {a}",
+            alpha[[y, x]]
+        );
     }
 }
 

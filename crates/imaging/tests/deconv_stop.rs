@@ -20,7 +20,15 @@ fn dirty() -> Image {
 
 #[test]
 fn niter() {
-    let r = deconvolve(&dirty(), &psf(), &CleanParams { niter: 7, ..Default::default() }).unwrap();
+    let r = deconvolve(
+        &dirty(),
+        &psf(),
+        &CleanParams {
+            niter: 7,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!((r.stop_reason, r.iterations), (StopReason::Niter, 7));
     // Seven components of gain 0.1 at the brightest source: 1 − 0.9⁷ of it is taken.
     let m = r.model.data_yx[[128, 128]];
@@ -29,19 +37,35 @@ fn niter() {
 
 #[test]
 fn absolute_threshold() {
-    let params = CleanParams { threshold: 0.05, ..Default::default() };
+    let params = CleanParams {
+        threshold: 0.05,
+        ..Default::default()
+    };
     let r = deconvolve(&dirty(), &psf(), &params).unwrap();
     assert_eq!(r.stop_reason, StopReason::Threshold);
-    assert!(r.final_peak <= 0.05 && r.final_peak > 0.03, "{}", r.final_peak);
+    assert!(
+        r.final_peak <= 0.05 && r.final_peak > 0.03,
+        "{}",
+        r.final_peak
+    );
     assert!((max_abs(&r.residual.data_yx) - r.final_peak).abs() < 1e-12);
 }
 
 #[test]
 fn fractional_threshold() {
-    let params = CleanParams { fractional_threshold: 0.2, threshold: 0.01, ..Default::default() };
+    let params = CleanParams {
+        fractional_threshold: 0.2,
+        threshold: 0.01,
+        ..Default::default()
+    };
     let r = deconvolve(&dirty(), &psf(), &params).unwrap();
     assert_eq!(r.stop_reason, StopReason::FractionalThreshold);
-    assert!(r.final_peak <= 0.2 * r.initial_peak, "{} {}", r.final_peak, r.initial_peak);
+    assert!(
+        r.final_peak <= 0.2 * r.initial_peak,
+        "{} {}",
+        r.final_peak,
+        r.initial_peak
+    );
 }
 
 #[test]
@@ -50,7 +74,11 @@ fn auto_threshold() {
     let mut rng = Rng::new(5);
     let sigma = 2e-3;
     d.data_yx.mapv_inplace(|v| v + sigma * rng.normal());
-    let params = CleanParams { auto_threshold: Some(5.0), niter: 10_000, ..Default::default() };
+    let params = CleanParams {
+        auto_threshold: Some(5.0),
+        niter: 10_000,
+        ..Default::default()
+    };
     let r = deconvolve(&d, &psf(), &params).unwrap();
     assert_eq!(r.stop_reason, StopReason::AutoThreshold);
     // The level is 5 × the robust RMS of the residual (≈ σ: the residual is mostly noise).
@@ -70,7 +98,10 @@ fn nothing_to_clean() {
     let p = psf();
     let zero = image(&p.geom, Array2::zeros((256, 256)));
     let r = deconvolve(&zero, &p, &CleanParams::default()).unwrap();
-    assert_eq!((r.stop_reason, r.iterations), (StopReason::NothingToClean, 0));
+    assert_eq!(
+        (r.stop_reason, r.iterations),
+        (StopReason::NothingToClean, 0)
+    );
     assert_eq!((r.initial_peak, r.final_peak), (0.0, 0.0));
     assert!(r.model.data_yx.iter().all(|v| *v == 0.0));
     // Emission only outside the window: nothing to clean inside it.
@@ -81,10 +112,16 @@ fn nothing_to_clean() {
     let r = deconvolve(
         &image(&p.geom, d),
         &p,
-        &CleanParams { window: CleanWindow::Mask(m), ..Default::default() },
+        &CleanParams {
+            window: CleanWindow::Mask(m),
+            ..Default::default()
+        },
     )
     .unwrap();
-    assert_eq!((r.stop_reason, r.iterations), (StopReason::NothingToClean, 0));
+    assert_eq!(
+        (r.stop_reason, r.iterations),
+        (StopReason::NothingToClean, 0)
+    );
 }
 
 #[test]
@@ -98,7 +135,11 @@ fn diverging() {
     p[[16, 17]] = -1.0;
     let mut d = Array2::zeros((32, 32));
     d[[16, 16]] = 1.0;
-    let params = CleanParams { gain: 1.0, niter: 100_000, ..Default::default() };
+    let params = CleanParams {
+        gain: 1.0,
+        niter: 100_000,
+        ..Default::default()
+    };
     let r = deconvolve(&image(&geom, d), &image(&geom, p), &params).unwrap();
     assert_eq!(r.stop_reason, StopReason::Diverging, "{r:?}");
     assert!(r.iterations < 100_000);

@@ -12,30 +12,36 @@
 //! A^s a = R_{s,·}(x), A^s_{tq} = H^{s,s}_{t+q}(0); add gain·a_t·K_s at x to model term
 //! t; subtract gain·Σ_q a_q H^{s',s}_{t'+q} from every R_{s',t'} inside the patch only.
 //!
-//! Patch subtraction leaves the PSF beyond the patch unsubtracted (at most σ_out, the
-//! largest exterior sidelobe, times the flux cleaned), so the minor loop runs in cycles
-//! in the manner of Clark (1980, A&A 89, 377): a cycle ends when the peak falls below
-//! max(stop level, 2 % of the cycle's starting peak, σ_out × flux cleaned in the
-//! cycle), and then every residual is recomputed exactly,
+//! Patch subtraction leaves the PSF beyond the patch unsubtracted (σ_out, the largest
+//! exterior sidelobe, times the flux cleaned at each position), so the minor loop runs
+//! in cycles in the manner of Clark (1980, A&A 89, 377). With E = σ_out × ‖F‖₂, where F
+//! is the flux cleaned in the cycle per W × W cell (far sidelobes of nearby components
+//! add coherently, those of distant ones do not), a cycle ends when the peak falls to 2 %
+//! of its start, or E reaches a quarter of the peak, or peak + 2E falls below the stop
+//! level; then every residual is recomputed exactly,
 //! R_{s,t} = K_s ⊛ (D_t − Σ_q m_q ⊛ PSF_{t+q}), with real FFTs on a grid padded so that
 //! the circular convolution equals the linear one on the image. Stopping criteria are
 //! checked on these exact residuals, so the returned residual is dirty − model ⊛ PSF
 //! (the PSF taken as zero beyond its image). When the patch covers the whole PSF no
 //! cycles are needed and each subtraction is already exact.
 
+use std::collections::HashMap;
+
 use num_complex::{Complex32, Complex64};
 
 use super::fft2::{Grid, to_f32};
 use super::params::{CleanParams, StopReason};
-use super::psf::{SUPPORT_LEVEL, main_lobe_fwhm, sidelobe_beyond, support_for_level};
+use super::psf::{default_support, main_lobe_fwhm, sidelobe_beyond};
 use super::scales;
 use super::stats::robust_rms;
 use super::tiles::PeakTracker;
 use crate::ImagingError;
 use crate::sim::good_fft_size;
 
-/// A cycle continues at least until the peak falls to this fraction of its start.
+/// A cycle ends when the peak falls to this fraction of its start…
 const CYCLE_FLOOR: f64 = 0.02;
+/// …or when the bound on the unsubtracted sidelobes reaches this fraction of the peak.
+const CYCLE_ACCURACY: f64 = 0.25;
 /// Divergence: the peak exceeds this many times the initial peak (WSClean's default
 /// divergence limit)…
 const DIVERGE_FACTOR: f64 = 4.0;
@@ -84,9 +90,15 @@ impl Patch {
     }
 }
 
-/// The FFT state for exact recomputation of the residuals.
+/// The FFT state for exact recomputation of the residuals, with its work buffers
+/// (kept between cycles: fresh pages for every transform would cost more than it).
 struct Sync {
     grid: Grid,
+    /// Model transforms, T.
+    m_hat: Vec<Vec<Complex64>>,
+    conv: Vec<Complex64>,
+    work: Vec<Complex64>,
+    tmp: Vec<f64>,
     /// PSF_j transforms, 2T − 1.
     psf_hat: Vec<Vec<Complex32>>,
     /// D_t transforms (only with more than one scale).
@@ -112,6 +124,9 @@ struct Engine<'a> {
     resp: Vec<f64>,
     /// Largest exterior sidelobe beyond the PSF patch (relative to the peak).
     sigma_out: f64,
+    /// Side of the cells over which cleaned flux is taken as coherent (the patch
+    /// half-width).
+    cell: usize,
     /// R_{s,t}: res[s][t].
     res: Vec<Vec<Vec<f64>>>,
     model: Vec<Vec<f64>>,
@@ -136,7 +151,7 @@ fn invert(a: &[f64], n: usize) -> Option<Vec<f64>> {
     let scale = (0..n).map(|i| a[i * n + i].abs()).fold(0.0, f64::max);
     for c in 0..n {
         let piv = (c..n).max_by(|&i, &j| m[i * n + c].abs().total_cmp(&m[j * n + c].abs()))?;
-        if !(m[piv * n + c].abs() > 1e-10 * scale) {
+        if m[piv * n + c].abs().is_nan() || m[piv * n + c].abs() <= 1e-10 * scale {
             return None;
         }
         for k in 0..n {
@@ -202,7 +217,7 @@ impl<'a> Engine<'a> {
         let rfull = nx.max(ny) / 2;
         let w = params
             .psf_support
-            .unwrap_or_else(|| support_for_level(&beyond, SUPPORT_LEVEL))
+            .unwrap_or_else(|| default_support(&beyond, nx, ny))
             .min(rfull);
         let needs_cycles = w < rfull;
         let sigma_out = beyond.get(w).copied().unwrap_or(0.0);
@@ -249,7 +264,7 @@ impl<'a> Engine<'a> {
                     )
                 }
             };
-            if !(a[0] > 0.0) {
+            if a[0].is_nan() || a[0] <= 0.0 {
                 return Err(singular());
             }
             ainv.push(invert(&a, nt).ok_or_else(singular)?);
@@ -276,6 +291,7 @@ impl<'a> Engine<'a> {
             ainv,
             resp,
             sigma_out,
+            cell: w.max(1),
             res,
             model: vec![vec![0.0; nx * ny]; nt],
             trackers,
@@ -287,7 +303,12 @@ impl<'a> Engine<'a> {
 
     /// H^{s',s}_j over half-width w + k_s + k_{s'}, by FFT on a small grid (or cut
     /// directly from the PSF when there is only the delta scale).
-    fn make_patches(p: &Problem, kernels: &[Vec<f64>], khalf: &[usize], w: usize) -> Vec<Vec<Patch>> {
+    fn make_patches(
+        p: &Problem,
+        kernels: &[Vec<f64>],
+        khalf: &[usize],
+        w: usize,
+    ) -> Vec<Vec<Patch>> {
         let (nx, ny) = (p.nx, p.ny);
         let ns = kernels.len();
         let kmax = khalf.iter().copied().max().unwrap_or(0);
@@ -295,7 +316,12 @@ impl<'a> Engine<'a> {
             return p
                 .psf
                 .iter()
-                .map(|psf| vec![Patch { w, data: cut(psf, nx, ny, w) }])
+                .map(|psf| {
+                    vec![Patch {
+                        w,
+                        data: cut(psf, nx, ny, w),
+                    }]
+                })
                 .collect();
         }
         let e = w + 4 * kmax;
@@ -346,8 +372,9 @@ impl<'a> Engine<'a> {
 
     fn make_sync(p: &Problem, kernels: &[Vec<f64>], khalf: &[usize], kmax: usize) -> Sync {
         let (nx, ny) = (p.nx, p.ny);
-        let px = good_fft_size(nx + nx / 2 + kmax + 1);
-        let py = good_fft_size(ny + ny / 2 + kmax + 1);
+        // Wrap-free for kernels of offsets −(n/2 + k)..n/2 − 1 + k on n pixels.
+        let px = good_fft_size(nx + nx / 2 + kmax);
+        let py = good_fft_size(ny + ny / 2 + kmax);
         let grid = Grid::new(nx, ny, px, py);
         let mut spec = grid.new_spectrum();
         let psf_hat = p
@@ -384,6 +411,14 @@ impl<'a> Engine<'a> {
             })
             .collect();
         Sync {
+            m_hat: vec![Vec::new(); p.dirty.len()],
+            conv: grid.new_spectrum(),
+            work: if multi {
+                grid.new_spectrum()
+            } else {
+                Vec::new()
+            },
+            tmp: vec![0.0; nx * ny],
             grid,
             psf_hat,
             dirty_hat,
@@ -397,7 +432,7 @@ impl<'a> Engine<'a> {
         let _span = tracing::debug_span!("deconv_resync").entered();
         let nt = self.nt;
         let ns = self.scales.len();
-        match &self.sync {
+        match &mut self.sync {
             None => {
                 // Only reached before the first iteration: R_{0,t} = D_t.
                 for t in 0..nt {
@@ -407,46 +442,42 @@ impl<'a> Engine<'a> {
             Some(sy) => {
                 let g = &sy.grid;
                 let norm = 1.0 / (g.px * g.py) as f64;
-                let m_hat: Vec<Option<Vec<Complex64>>> = self
-                    .model
-                    .iter()
-                    .map(|m| {
-                        m.iter().any(|v| *v != 0.0).then(|| {
-                            let mut s = g.new_spectrum();
-                            g.forward(&mut s, g.corner(m));
-                            s
-                        })
-                    })
-                    .collect();
-                let any_model = m_hat.iter().any(Option::is_some);
-                let mut conv = g.new_spectrum();
-                let mut work = g.new_spectrum();
+                let mut any_model = false;
+                let mut has = vec![false; nt];
+                for (q, m) in self.model.iter().enumerate() {
+                    if m.iter().any(|v| *v != 0.0) {
+                        let mh = &mut sy.m_hat[q];
+                        if mh.is_empty() {
+                            *mh = g.new_spectrum();
+                        }
+                        g.forward(mh, g.corner(m));
+                        has[q] = true;
+                        any_model = true;
+                    }
+                }
                 for t in 0..nt {
                     // conv = Σ_q m̂_q PSF̂_{t+q}
-                    conv.iter_mut().for_each(|c| *c = Complex64::default());
-                    for (q, mh) in m_hat.iter().enumerate() {
-                        if let Some(mh) = mh {
-                            let ph = &sy.psf_hat[t + q];
-                            for ((c, m), p) in conv.iter_mut().zip(mh).zip(ph) {
-                                *c += m * Complex64::new(p.re as f64, p.im as f64);
-                            }
+                    sy.conv.fill(Complex64::default());
+                    for q in (0..nt).filter(|&q| has[q]) {
+                        let ph = &sy.psf_hat[t + q];
+                        for ((c, m), p) in sy.conv.iter_mut().zip(&sy.m_hat[q]).zip(ph) {
+                            *c += m * Complex64::new(p.re as f64, p.im as f64);
                         }
                     }
                     for s in 1..ns {
                         let kh = &sy.kern_hat[s];
                         let dh = &sy.dirty_hat[t];
-                        for (i, wv) in work.iter_mut().enumerate() {
+                        for (i, wv) in sy.work.iter_mut().enumerate() {
                             let d = Complex64::new(dh[i].re as f64, dh[i].im as f64);
-                            *wv = (d - conv[i]) * kh[i] as f64;
+                            *wv = (d - sy.conv[i]) * kh[i] as f64;
                         }
-                        g.inverse(&mut work, &mut self.res[s][t], norm);
+                        g.inverse(&mut sy.work, &mut self.res[s][t], norm);
                     }
                     let plain = &mut self.res[0][t];
                     plain.copy_from_slice(&self.p.dirty[t]);
                     if any_model {
-                        let mut tmp = vec![0.0; g.nx * g.ny];
-                        g.inverse(&mut conv, &mut tmp, norm);
-                        for (r, c) in plain.iter_mut().zip(&tmp) {
+                        g.inverse(&mut sy.conv, &mut sy.tmp, norm);
+                        for (r, c) in plain.iter_mut().zip(&sy.tmp) {
                             *r -= c;
                         }
                     }
@@ -471,6 +502,9 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let (v, i) = self.trackers[s].best();
+            if v <= 0.0 {
+                continue;
+            }
             let score = v * self.bias[s];
             if best.is_none_or(|b| score > b.0) {
                 best = Some((score, s, i));
@@ -506,8 +540,14 @@ impl<'a> Engine<'a> {
             let pi = pair(s2, s);
             let w = self.patches[0][pi].w as isize;
             let n = (2 * w + 1) as usize;
-            let (x0, x1) = ((x - w).max(0) as usize, ((x + w + 1).min(nx as isize)) as usize);
-            let (y0, y1) = ((y - w).max(0) as usize, ((y + w + 1).min(ny as isize)) as usize);
+            let (x0, x1) = (
+                (x - w).max(0) as usize,
+                ((x + w + 1).min(nx as isize)) as usize,
+            );
+            let (y0, y1) = (
+                (y - w).max(0) as usize,
+                ((y + w + 1).min(ny as isize)) as usize,
+            );
             let hx0 = (x0 as isize - x + w) as usize;
             for t2 in 0..self.nt {
                 let r = &mut self.res[s2][t2];
@@ -580,6 +620,7 @@ impl<'a> Engine<'a> {
         let mut amp = vec![0.0; nt];
         let mut rising = 0usize;
         let mut diverging = false;
+        let mut cycles = 0usize;
         let reason = loop {
             let peak = self.plain_peak();
             let (level, why) = self.stop_level(initial, rms);
@@ -596,21 +637,23 @@ impl<'a> Engine<'a> {
                 break StopReason::Niter;
             }
             // One cycle of patch subtractions.
-            let floor = if self.needs_cycles {
-                level.max(CYCLE_FLOOR * peak)
-            } else {
-                level
-            };
-            let mut cleaned = 0.0;
+            let floor = CYCLE_FLOOR * peak;
+            // Flux cleaned per W × W cell in this cycle and the sum of its squares.
+            let mut cleaned: HashMap<usize, f64> = HashMap::new();
+            let mut cleaned_sq = 0.0f64;
             let mut done = 0usize;
             let mut last = peak;
             let mut level = level;
             while iters < pr.niter {
                 let now = self.plain_peak();
-                if now <= floor.max(level) {
-                    break;
-                }
-                if self.needs_cycles && now <= self.sigma_out * cleaned {
+                if self.needs_cycles {
+                    // Deep enough for one cycle, or the unsubtracted sidelobes start to
+                    // matter, or the stop level is reached even allowing for them.
+                    let err = self.sigma_out * cleaned_sq.max(0.0).sqrt();
+                    if now <= floor || err >= CYCLE_ACCURACY * now || now + 2.0 * err <= level {
+                        break;
+                    }
+                } else if now <= level {
                     break;
                 }
                 rising = if now > last { rising + 1 } else { 0 };
@@ -634,22 +677,33 @@ impl<'a> Engine<'a> {
                     diverging = true;
                     break;
                 }
-                if std::env::var("DCDBG").is_ok() && (iters % 500 == 0 || iters < 20) {
-                    eprintln!("it {iters} peak {now:.3e} scale {s} at ({}, {}) amp {:?} sel {:?}", idx % self.p.nx, idx / self.p.nx, amp, (0..self.scales.len()).map(|q| self.trackers[q].best().0 * self.bias[q]).collect::<Vec<_>>());
-                }
                 self.add_component(s, idx, &amp);
-                cleaned += (amp[0] * self.resp[s]).abs();
+                let cell =
+                    (idx % self.p.nx) / self.cell + (idx / self.p.nx) / self.cell * self.p.nx;
+                let f = cleaned.entry(cell).or_insert(0.0);
+                let old = *f;
+                *f += amp[0] * self.resp[s];
+                cleaned_sq += *f * *f - old * old;
                 iters += 1;
                 done += 1;
-                if auto && done % RMS_EVERY == 0 {
+                if auto && done.is_multiple_of(RMS_EVERY) {
                     rms = self.noise();
                     level = self.stop_level(initial, rms).0;
                 }
             }
             if done > 0 && self.needs_cycles {
-                if std::env::var("DCDBG").is_ok() { eprintln!("resync after {done}, approx peak {:.3e}", self.plain_peak()); }
+                let approx = self.plain_peak();
                 self.resync();
-                if std::env::var("DCDBG").is_ok() { eprintln!("  exact peak {:.3e}", self.plain_peak()); }
+                cycles += 1;
+                tracing::debug!(
+                    cycle = cycles,
+                    iterations = done,
+                    start_peak = peak,
+                    approx_peak = approx,
+                    exact_peak = self.plain_peak(),
+                    sidelobe_bound = self.sigma_out * cleaned_sq.max(0.0).sqrt(),
+                    "cycle"
+                );
             }
             if auto {
                 rms = self.noise();
@@ -664,7 +718,7 @@ impl<'a> Engine<'a> {
                 };
             }
         };
-        tracing::debug!(iterations = iters, ?reason, "minor cycle done");
+        tracing::debug!(iterations = iters, cycles, ?reason, "minor cycle done");
         finish(self, iters, reason, initial)
     }
 }

@@ -14,7 +14,7 @@ use rustfft::num_traits::Zero;
 use rustfft::{Fft, FftPlanner};
 
 /// Columns transformed together (gathered into contiguous buffers).
-const BLOCK: usize = 16;
+const BLOCK: usize = 32;
 
 /// Plans and sizes of one padded grid.
 pub(crate) struct Grid {
@@ -46,7 +46,7 @@ impl std::fmt::Debug for Grid {
 impl Grid {
     /// A grid of `px × py` (both even, at least the image size) for `nx × ny` images.
     pub fn new(nx: usize, ny: usize, px: usize, py: usize) -> Self {
-        debug_assert!(px >= nx && py >= ny && px % 2 == 0 && py % 2 == 0);
+        debug_assert!(px >= nx && py >= ny && px.is_multiple_of(2) && py.is_multiple_of(2));
         let mut p = FftPlanner::<f64>::new();
         Self {
             nx,
@@ -81,6 +81,8 @@ impl Grid {
         let mut z = vec![Complex64::zero(); px];
         let mut scratch = vec![Complex64::zero(); self.row_fwd.get_inplace_scratch_len()];
         let (mut a_dirty, mut b_dirty) = (false, false);
+        // Grid rows holding data: only these are gathered for the column transforms.
+        let mut rows = Vec::new();
         for gy in (0..self.py).step_by(2) {
             if a_dirty {
                 a.fill(0.0);
@@ -97,6 +99,10 @@ impl Grid {
                 rb.fill(Complex64::zero());
                 continue;
             }
+            rows.push(gy);
+            if gy + 1 < self.py {
+                rows.push(gy + 1);
+            }
             for ((zx, &ax), &bx) in z.iter_mut().zip(&a).zip(&b) {
                 *zx = Complex64::new(ax, bx);
             }
@@ -111,14 +117,14 @@ impl Grid {
                 rb[k] = Complex64::new(d.im * 0.5, -d.re * 0.5);
             }
         }
-        self.columns(spec, false, self.py);
+        self.columns(spec, false, Some(&rows), self.py);
     }
 
     /// Inverse transform of `spec` (destroyed) into the `ny × nx` image `out`, each value
     /// multiplied by `scale` (pass 1/(px·py) for the normalised inverse).
     pub fn inverse(&self, spec: &mut [Complex64], out: &mut [f64], scale: f64) {
         let (px, h, nx, ny) = (self.px, self.h, self.nx, self.ny);
-        self.columns(spec, true, ny);
+        self.columns(spec, true, None, ny);
         let mut z = vec![Complex64::zero(); px];
         let mut scratch = vec![Complex64::zero(); self.row_inv.get_inplace_scratch_len()];
         let zeros = vec![Complex64::zero(); h];
@@ -149,20 +155,32 @@ impl Grid {
         }
     }
 
-    /// Transforms every column of the half spectrum along y; rows at and beyond `keep`
-    /// are not written back.
-    fn columns(&self, spec: &mut [Complex64], inverse: bool, keep: usize) {
+    /// Transforms every column of the half spectrum along y. Only `rows` are read (all
+    /// when `None`; the others must be zero) and rows at and beyond `keep` are not
+    /// written back.
+    fn columns(&self, spec: &mut [Complex64], inverse: bool, rows: Option<&[usize]>, keep: usize) {
         let (py, h) = (self.py, self.h);
-        let fft = if inverse { &self.col_inv } else { &self.col_fwd };
+        let fft = if inverse {
+            &self.col_inv
+        } else {
+            &self.col_fwd
+        };
         let mut buf = vec![Complex64::zero(); BLOCK * py];
         let mut scratch = vec![Complex64::zero(); fft.get_inplace_scratch_len()];
         for c0 in (0..h).step_by(BLOCK) {
             let nb = BLOCK.min(h - c0);
-            for y in 0..py {
+            if rows.is_some() {
+                buf[..nb * py].fill(Complex64::zero());
+            }
+            let mut gather = |y: usize| {
                 let row = &spec[y * h + c0..y * h + c0 + nb];
                 for (b, v) in row.iter().enumerate() {
                     buf[b * py + y] = *v;
                 }
+            };
+            match rows {
+                Some(rows) => rows.iter().for_each(|&y| gather(y)),
+                None => (0..py).for_each(gather),
             }
             fft.process_with_scratch(&mut buf[..nb * py], &mut scratch);
             for y in 0..keep {

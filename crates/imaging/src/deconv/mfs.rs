@@ -59,11 +59,14 @@ pub fn deconvolve_mfs(
     if let Some(i) = weights.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
         return Err(ImagingError::invalid(
             "weights",
-            format!("weights[{i}] = {}; must be finite and non-negative", weights[i]),
+            format!(
+                "weights[{i}] = {}; must be finite and non-negative",
+                weights[i]
+            ),
         ));
     }
     let wsum: f64 = weights.iter().sum();
-    if !(wsum > 0.0) {
+    if wsum.is_nan() || wsum <= 0.0 {
         return Err(ImagingError::invalid("weights", "all weights are zero"));
     }
     let g0 = dirty[0].geom;
@@ -82,7 +85,7 @@ pub fn deconvolve_mfs(
             ));
         }
         let fp = psf[i].geom.freq_hz;
-        if !((fp - f).abs() <= 1e-6 * f) {
+        if fp.is_nan() || (fp - f).abs() > 1e-6 * f {
             return Err(ImagingError::invalid(
                 pn,
                 format!("frequency {fp} Hz differs from its dirty image's {f} Hz"),

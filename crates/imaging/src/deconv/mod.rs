@@ -107,8 +107,8 @@ pub fn convolve_psf(model: &Image, psf: &Image) -> Result<Image, ImagingError> {
     let g = fft2::Grid::new(
         nx,
         ny,
-        crate::sim::good_fft_size(nx + nx / 2 + 1),
-        crate::sim::good_fft_size(ny + ny / 2 + 1),
+        crate::sim::good_fft_size(nx + nx / 2),
+        crate::sim::good_fft_size(ny + ny / 2),
     );
     let (m, p) = (flat(model), flat(psf));
     let mut sm = g.new_spectrum();
@@ -132,11 +132,7 @@ fn flat(img: &Image) -> Vec<f64> {
 }
 
 /// The window as 1.0 (allowed) / 0.0 per pixel.
-fn mask_values(
-    window: &CleanWindow,
-    nx: usize,
-    ny: usize,
-) -> Result<Vec<f64>, ImagingError> {
+fn mask_values(window: &CleanWindow, nx: usize, ny: usize) -> Result<Vec<f64>, ImagingError> {
     Ok(window_mask(window, nx, ny)?
         .iter()
         .map(|&b| if b { 1.0 } else { 0.0 })

@@ -46,7 +46,8 @@ pub struct CleanParams {
     /// (robust, from the median absolute deviation), like WSClean's `-auto-threshold`.
     pub auto_threshold: Option<f64>,
     /// Half-width in pixels of the PSF patch subtracted per component; `None` picks one
-    /// from the PSF sidelobe level.
+    /// from the PSF sidelobe level. The PSF beyond the patch is subtracted exactly at the
+    /// end of each Clark-style cycle, so this trades iteration cost against cycles.
     pub psf_support: Option<usize>,
     pub window: CleanWindow,
     /// Scale sizes in pixels for multi-scale algorithms (0 = point).
@@ -89,7 +90,8 @@ pub enum StopReason {
     AutoThreshold,
     /// Nothing left inside the window (all-zero residual or empty window).
     NothingToClean,
-    /// The peak residual grew for many iterations in a row (divergence guard).
+    /// Divergence guard: the peak residual exceeded 4 × its initial value or grew for
+    /// 100 iterations in a row, or a component was not finite.
     Diverging,
 }
 

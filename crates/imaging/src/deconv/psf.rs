@@ -4,8 +4,20 @@
 
 use crate::ImagingError;
 
-/// The default PSF patch reaches out to where |PSF| stays below this fraction of the peak.
-pub(crate) const SUPPORT_LEVEL: f64 = 0.05;
+/// The default PSF patch reaches out to where |PSF| stays below this fraction of the peak…
+pub(crate) const SUPPORT_LEVEL: f64 = 0.01;
+/// …but no further than this fraction of the image size (the PSF beyond is subtracted
+/// exactly at the end of each cycle anyway) …
+pub(crate) const SUPPORT_MAX_FRACTION: usize = 8;
+/// …nor less than this many pixels.
+pub(crate) const SUPPORT_MIN: usize = 8;
+
+/// The default patch half-width: where the exterior sidelobes fall to [`SUPPORT_LEVEL`],
+/// clamped to [[`SUPPORT_MIN`], max(nx, ny)/[`SUPPORT_MAX_FRACTION`]].
+pub(crate) fn default_support(beyond: &[f64], nx: usize, ny: usize) -> usize {
+    let hi = (nx.max(ny) / SUPPORT_MAX_FRACTION).max(SUPPORT_MIN);
+    support_for_level(beyond, SUPPORT_LEVEL).clamp(SUPPORT_MIN, hi)
+}
 
 /// Checks that `psf_yx` (`ny × nx`, row-major) has its largest |value| at the centre pixel
 /// (nx/2, ny/2) and that this value is positive; returns it. `name` is the image's name.
@@ -17,12 +29,13 @@ pub(crate) fn centre_peak(
 ) -> Result<f64, ImagingError> {
     let (cx, cy) = (nx / 2, ny / 2);
     let centre = psf_yx[cy * nx + cx];
-    let (imax, vmax) = psf_yx
-        .iter()
-        .enumerate()
-        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, v)| {
-            if v.abs() > bv { (i, v.abs()) } else { (bi, bv) }
-        });
+    let (imax, vmax) =
+        psf_yx
+            .iter()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, v)| {
+                if v.abs() > bv { (i, v.abs()) } else { (bi, bv) }
+            });
     if centre <= 0.0 || vmax > centre * (1.0 + 1e-9) {
         return Err(ImagingError::invalid(
             name,

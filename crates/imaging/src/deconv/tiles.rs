@@ -3,7 +3,7 @@
 //! touched are rescanned and the global peak is found from one maximum per tile row.
 
 /// Tile side in pixels.
-const TILE: usize = 32;
+const TILE: usize = 16;
 
 /// Tile and tile-row maxima of |image| × mask over an `nx × ny` image, counting only
 /// pixels at least `border` from the image edge.
@@ -43,7 +43,15 @@ impl PeakTracker {
     }
 
     /// Rescans the tiles that intersect x in x0..x1, y in y0..y1 (half open).
-    pub fn update(&mut self, img: &[f64], mask: &[f64], x0: usize, x1: usize, y0: usize, y1: usize) {
+    pub fn update(
+        &mut self,
+        img: &[f64],
+        mask: &[f64],
+        x0: usize,
+        x1: usize,
+        y0: usize,
+        y1: usize,
+    ) {
         if x0 >= x1 || y0 >= y1 {
             return;
         }

@@ -50,7 +50,11 @@ pub(crate) fn check_params(p: &CleanParams) -> Result<(), ImagingError> {
 
 /// Checks and returns the sorted, de-duplicated scales (pixels) for an image of
 /// `nx × ny`, plus the scale bias.
-pub(crate) fn check_scales(p: &CleanParams, nx: usize, ny: usize) -> Result<Vec<f64>, ImagingError> {
+pub(crate) fn check_scales(
+    p: &CleanParams,
+    nx: usize,
+    ny: usize,
+) -> Result<Vec<f64>, ImagingError> {
     if p.scales.is_empty() {
         return Err(ImagingError::invalid("scales", "no scales given"));
     }
@@ -72,7 +76,10 @@ pub(crate) fn check_scales(p: &CleanParams, nx: usize, ny: usize) -> Result<Vec<
     if !(p.scale_bias.is_finite() && p.scale_bias > 0.0) {
         return Err(ImagingError::invalid(
             "scale_bias",
-            format!("{}; must be positive (typically 0.6, 1 = no bias)", p.scale_bias),
+            format!(
+                "{}; must be positive (typically 0.6, 1 = no bias)",
+                p.scale_bias
+            ),
         ));
     }
     let mut s = p.scales.clone();
@@ -88,7 +95,10 @@ pub(crate) fn check_image(img: &Image, name: &str) -> Result<(), ImagingError> {
     if (ny, nx) != (img.geom.npix_y, img.geom.npix_x) {
         return Err(ImagingError::ShapeMismatch {
             name: name.into(),
-            expected: format!("[{}, {}] (from its geometry)", img.geom.npix_y, img.geom.npix_x),
+            expected: format!(
+                "[{}, {}] (from its geometry)",
+                img.geom.npix_y, img.geom.npix_x
+            ),
             got: format!("[{ny}, {nx}]"),
         });
     }
@@ -135,7 +145,7 @@ pub(crate) fn check_same_grid(
     } else {
         f64::INFINITY
     };
-    if !(sep <= 1e-3 * a.cell) {
+    if sep.is_nan() || sep > 1e-3 * a.cell {
         return Err(ImagingError::invalid(
             psf_name,
             format!(

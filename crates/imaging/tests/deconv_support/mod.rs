@@ -2,11 +2,11 @@
 //! LOW-like layout, and dirty images made exactly as sums of shifted, scaled PSFs.
 #![allow(dead_code)]
 
+use aperture_imaging::SPEED_OF_LIGHT;
 use aperture_imaging::coords::{RaDec, UvwMetres};
 use aperture_imaging::gridder::{GridderOptions, Precision, psf_image};
 use aperture_imaging::image::{Image, ImageGeometry};
 use aperture_imaging::sim::{hour_angles, low_config, synthesize_uvw};
-use aperture_imaging::SPEED_OF_LIGHT;
 use ndarray::Array2;
 
 pub const NPIX: usize = 256;
@@ -91,7 +91,10 @@ pub fn components(model: &Array2<f64>) -> Vec<(usize, usize, f64)> {
 
 /// An image on `geom` with data `data`.
 pub fn image(geom: &ImageGeometry, data: Array2<f64>) -> Image {
-    Image { geom: *geom, data_yx: data }
+    Image {
+        geom: *geom,
+        data_yx: data,
+    }
 }
 
 /// Sum of `model` within Chebyshev radius `r` of (x, y).
