@@ -91,9 +91,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd::bench::BenchCommand::Deconv(args)) => {
             cmd::bench::run_deconv(args, &ctx)
         }
-        Command::Import(cmd::import::ImportCommand::Npy(args)) => {
-            cmd::import::run_npy(args, &ctx)
-        }
+        Command::Import(cmd::import::ImportCommand::Npy(args)) => cmd::import::run_npy(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

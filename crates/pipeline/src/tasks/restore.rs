@@ -19,6 +19,9 @@ use crate::formats::png::write_png_quicklook;
 use crate::plan::{Plan, Stage, TaskKind};
 use crate::spec::PipelineKind;
 
+/// A product's name with its encoded FITS and PNG bytes.
+type Encoded = (String, Vec<u8>, Vec<u8>);
+
 /// One product to write: name (without extension), image, BUNIT and restoring beam.
 struct Product {
     name: String,
@@ -50,7 +53,7 @@ async fn put_products(
         env.plan.job,
         env.plan.spec.pipeline.name()
     );
-    let encoded: Vec<Result<(String, Vec<u8>, Vec<u8>), TaskError>> = products
+    let encoded: Vec<Result<Encoded, TaskError>> = products
         .par_iter()
         .map(|p| {
             let fits = dir.path().join(format!("{}.fits", p.name));
