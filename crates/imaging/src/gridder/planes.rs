@@ -12,11 +12,11 @@ use rustfft::{Fft, FftDirection, FftPlanner};
 
 use super::layout::Layout;
 use super::pass::SharedMut;
-use super::real::{Real, cx};
+use super::real::Real;
 use super::screen::Screens;
 
 /// Image columns (y values) transformed together in the u pass.
-const BLOCK: usize = 16;
+const BLOCK: usize = 32;
 
 /// FFT plans for one layout.
 pub struct PlaneFft<T: Real> {
@@ -92,12 +92,31 @@ impl<T: Real> PlaneFft<T> {
             |(buf, scratch), (blk, acc)| {
                 let y0 = blk * BLOCK;
                 let nb = acc.len() / nx;
-                buf.iter_mut().for_each(|c| *c = Complex::zero());
-                let cols: Vec<usize> = (0..nb).map(|b| col_of(y0 + b, ny, nv)).collect();
-                for iu in rows.clone() {
-                    let g = &grid[iu * nv..(iu + 1) * nv];
-                    for (b, &col) in cols.iter().enumerate() {
-                        buf[b * nu + iu] = g[col];
+                // Rows outside `rows` are zero in the grid; the rest are overwritten below.
+                for col in buf.chunks_exact_mut(nu).take(nb) {
+                    col[..rows.start]
+                        .iter_mut()
+                        .for_each(|c| *c = Complex::zero());
+                    col[rows.end..]
+                        .iter_mut()
+                        .for_each(|c| *c = Complex::zero());
+                }
+                let c0 = col_of(y0, ny, nv);
+                if c0 + nb <= nv {
+                    // The block's grid columns are contiguous: copy a short run per row.
+                    for iu in rows.clone() {
+                        let g = &grid[iu * nv + c0..][..nb];
+                        for (b, &v) in g.iter().enumerate() {
+                            buf[b * nu + iu] = v;
+                        }
+                    }
+                } else {
+                    let cols: Vec<usize> = (0..nb).map(|b| col_of(y0 + b, ny, nv)).collect();
+                    for iu in rows.clone() {
+                        let g = &grid[iu * nv..(iu + 1) * nv];
+                        for (b, &col) in cols.iter().enumerate() {
+                            buf[b * nu + iu] = g[col];
+                        }
                     }
                 }
                 fft.process_with_scratch(&mut buf[..nb * nu], scratch);
@@ -107,17 +126,22 @@ impl<T: Real> PlaneFft<T> {
                     let src = &buf[b * nu..(b + 1) * nu];
                     let dst = &mut acc[b * nx..(b + 1) * nx];
                     // Image x < nx/2 takes grid row nu − nx/2 + x, the rest x − nx/2.
-                    let vals = src[nu - nx / 2..].iter().chain(src[..nx - nx / 2].iter());
+                    let (dlo, dhi) = dst.split_at_mut(nx / 2);
+                    let (slo, shi) = (&src[nu - nx / 2..], &src[..nx - nx / 2]);
                     match screens {
                         Some(s) => {
+                            // Screen index |x − nx/2|: nx/2 − x below the centre.
                             let srow = s.row(qy);
-                            for (x, (d, f)) in dst.iter_mut().zip(vals).enumerate() {
-                                let sc = srow[x.abs_diff(nx / 2)];
+                            let rev = srow[1..=nx / 2].iter().rev();
+                            for ((d, f), sc) in dlo.iter_mut().zip(slo).zip(rev) {
+                                *d += f.re.to_f() * sc.re - f.im.to_f() * sc.im;
+                            }
+                            for ((d, f), sc) in dhi.iter_mut().zip(shi).zip(srow) {
                                 *d += f.re.to_f() * sc.re - f.im.to_f() * sc.im;
                             }
                         }
                         None => {
-                            for (d, f) in dst.iter_mut().zip(vals) {
+                            for (d, f) in dlo.iter_mut().zip(slo).chain(dhi.iter_mut().zip(shi)) {
                                 *d += f.re.to_f();
                             }
                         }
@@ -152,23 +176,50 @@ impl<T: Real> PlaneFft<T> {
             |(buf, scratch), (blk, img)| {
                 let y0 = blk * BLOCK;
                 let nb = img.len() / nx;
-                buf.iter_mut().for_each(|c| *c = Complex::zero());
                 for b in 0..nb {
                     let qy = (y0 + b).abs_diff(ny / 2);
                     let src = &img[b * nx..(b + 1) * nx];
                     let dst = &mut buf[b * nu..(b + 1) * nu];
-                    let srow = screens.map(|s| s.row(qy));
+                    // Image x < nx/2 goes to grid row nu − nx/2 + x, the rest to x − nx/2;
+                    // the rows in between are zero.
                     let (dlo, dhi) = dst.split_at_mut(nu - nx / 2);
-                    let targets = dhi.iter_mut().chain(dlo[..nx - nx / 2].iter_mut());
-                    for (x, (d, &v)) in targets.zip(src.iter()).enumerate() {
-                        let c = match srow {
-                            Some(r) => r[x.abs_diff(nx / 2)].conj() * v,
-                            None => num_complex::Complex64::new(v, 0.0),
-                        };
-                        *d = cx::<T>(c);
+                    let (dlo, dzero) = dlo.split_at_mut(nx - nx / 2);
+                    dzero.iter_mut().for_each(|c| *c = Complex::zero());
+                    let (slo, shi) = src.split_at(nx / 2);
+                    match screens {
+                        Some(s) => {
+                            let srow = s.row(qy);
+                            let rev = srow[1..=nx / 2].iter().rev();
+                            for ((d, &v), sc) in dhi.iter_mut().zip(slo).zip(rev) {
+                                *d = Complex::new(T::from_f(sc.re * v), T::from_f(-sc.im * v));
+                            }
+                            for ((d, &v), sc) in dlo.iter_mut().zip(shi).zip(srow) {
+                                *d = Complex::new(T::from_f(sc.re * v), T::from_f(-sc.im * v));
+                            }
+                        }
+                        None => {
+                            let all = dhi.iter_mut().zip(slo).chain(dlo.iter_mut().zip(shi));
+                            for (d, &v) in all {
+                                *d = Complex::new(T::from_f(v), T::zero());
+                            }
+                        }
                     }
                 }
                 fft.process_with_scratch(&mut buf[..nb * nu], scratch);
+                let c0 = col_of(y0, ny, nv);
+                if c0 + nb <= nv {
+                    // The block's grid columns are contiguous: write a short run per row.
+                    for iu in rows.clone() {
+                        // SAFETY: as below; the run iu·nv + c0 .. + nb lies inside row iu.
+                        let g = unsafe {
+                            std::slice::from_raw_parts_mut(out.ptr().add(iu * nv + c0), nb)
+                        };
+                        for (b, v) in g.iter_mut().enumerate() {
+                            *v = buf[b * nu + iu];
+                        }
+                    }
+                    return;
+                }
                 let cols: Vec<usize> = (0..nb).map(|b| col_of(y0 + b, ny, nv)).collect();
                 for iu in rows.clone() {
                     for (b, &col) in cols.iter().enumerate() {
