@@ -86,11 +86,13 @@ fn d_context() -> String {
 fn d_t() -> TermSpec {
     TermSpec::new(1, true)
 }
+/// G starts a cycle after T: amplitude solutions against a model still missing the flux
+/// that phase errors decorrelated would lock in a wrong flux scale.
 fn d_g() -> TermSpec {
-    TermSpec::new(2, false)
+    TermSpec::new(3, false)
 }
 fn d_b() -> TermSpec {
-    TermSpec::new(3, false)
+    TermSpec::new(4, false)
 }
 
 impl Default for CalibrationSpec {
