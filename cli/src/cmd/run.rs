@@ -137,6 +137,7 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
             bar
         });
         let progress = ctx.progress;
+        let t0 = std::time::Instant::now();
         let outcome = run_local(&plan, &out, &opts, |ev| {
             if let Some(bar) = &bar {
                 match ev {
@@ -212,12 +213,29 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
                 s.print();
                 Ok(())
             }
-            RunOutcome::Failed { reason } => bail!("job {} failed: {reason}", plan.job),
-            RunOutcome::Interrupted => bail!(
-                "interrupted; finished tasks are kept: run the same command again to resume"
-            ),
+            RunOutcome::Failed { reason } => {
+                partial_diagnostics(&plan, &out, parallel, t0).await;
+                bail!("job {} failed: {reason}", plan.job)
+            }
+            RunOutcome::Interrupted => {
+                partial_diagnostics(&plan, &out, parallel, t0).await;
+                bail!("interrupted; finished tasks are kept: run the same command again to resume")
+            }
         }
     })
+}
+
+/// Diagnostics of a run that did not finish: the timing table and trace of the tasks
+/// that did (best effort; the run's own error is what gets reported).
+async fn partial_diagnostics(
+    plan: &aperture_pipeline::plan::Plan,
+    out: &aperture_pipeline::storage::Store,
+    workers: usize,
+    t0: std::time::Instant,
+) {
+    if let Ok((_, manifests)) = aperture_pipeline::executor::observe(plan, out).await {
+        let _ = write_diagnostics(plan, out, &manifests, t0.elapsed().as_secs_f64(), workers).await;
+    }
 }
 
 fn ctx_quiet(ctx: &Context) -> bool {
