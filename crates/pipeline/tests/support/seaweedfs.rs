@@ -89,6 +89,18 @@ impl Server {
         }
     }
 
+    /// The AWS_* environment of the read-write identity, for child processes (e.g.
+    /// `aperture run --output s3://…`).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", self.region.clone()),
+            ("AWS_ACCESS_KEY_ID", self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+
     /// `s3://BUCKET/conformance/prefix`: everything the tests write is under
     /// `conformance/`, easy to remove from an external service.
     pub fn url(&self, prefix: &str) -> String {
