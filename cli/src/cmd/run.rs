@@ -19,9 +19,9 @@ use crate::common::fmt::{Summary, bytes, seconds};
 /// Run an ImagingJob manifest on this machine.
 ///
 /// Plans the job (frequency-window shards, reduction trees, major cycles), writes
-/// plan.json to the output, and runs every task as a worker process (aperture-worker,
-/// or `aperture worker`) with at most --parallel at once. Products (FITS + PNG) land in
-/// <output>/products/, diagnostics (timings.csv, stages.csv, tasks.csv, trace.json) in
+/// plan.json to the output, and runs every task as a worker process (`aperture worker`,
+/// or $APERTURE_WORKER, e.g. aperture-worker) with at most --parallel at once. Products
+/// (FITS + PNG) land in <output>/products/, diagnostics (timings.csv, stages.csv, tasks.csv, trace.json) in
 /// <output>/diagnostics/. Interrupted or failed runs resume where they stopped when the
 /// same command is run again; a different manifest on the same output is refused unless
 /// --force.
@@ -44,16 +44,14 @@ pub struct RunArgs {
     pub plan_only: bool,
 }
 
-/// The worker command: `aperture-worker` beside this program, else `aperture worker`.
+/// The worker command: `$APERTURE_WORKER` if set (e.g. `aperture-worker`), else this very
+/// program as `aperture worker`, so the workers can never be a stale build of different
+/// code than the planner's.
 fn worker_command() -> Result<Vec<String>> {
     if let Ok(w) = std::env::var("APERTURE_WORKER") {
         return Ok(w.split_whitespace().map(str::to_string).collect());
     }
     let me = std::env::current_exe().context("cannot locate the aperture program")?;
-    let sibling = me.with_file_name("aperture-worker");
-    if sibling.is_file() {
-        return Ok(vec![sibling.display().to_string()]);
-    }
     Ok(vec![me.display().to_string(), "worker".into()])
 }
 
