@@ -21,8 +21,8 @@ use crate::common::fmt::{Summary, bytes, seconds};
 /// Plans the job (frequency-window shards, reduction trees, major cycles), writes
 /// plan.json to the output, and runs every task as a worker process (`aperture worker`,
 /// or $APERTURE_WORKER, e.g. aperture-worker) with at most --parallel at once. Products
-/// (FITS + PNG) land in <output>/products/, diagnostics (timings.csv, stages.csv, tasks.csv, trace.json) in
-/// <output>/diagnostics/. Interrupted or failed runs resume where they stopped when the
+/// (FITS + PNG) land in <output>/products/, diagnostics (timings.csv, stages.csv,
+/// tasks.csv, trace.json) in <output>/diagnostics/. Interrupted or failed runs resume where they stopped when the
 /// same command is run again; a different manifest on the same output is refused unless
 /// --force.
 #[derive(Debug, Args)]
