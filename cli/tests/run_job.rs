@@ -85,7 +85,6 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Worker processes started by the run `pid` (its children).
 fn children(pid: u32) -> Vec<u32> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
     let mut v = Vec::new();
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.filter_map(Result::ok) {
@@ -94,7 +93,6 @@ fn children(pid: u32) -> Vec<u32> {
             }
         }
     }
-    let _ = path;
     v
 }
 

@@ -121,7 +121,7 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
             parallel,
             worker: worker_command()?,
         };
-        let bar = (!ctx_quiet(ctx)).then(|| {
+        let bar = ctx.progress.enabled().then(|| {
             let target = if std::io::stderr().is_terminal() {
                 ProgressDrawTarget::stderr()
             } else {
@@ -134,7 +134,6 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        let progress = ctx.progress;
         let t0 = std::time::Instant::now();
         let outcome = run_local(&plan, &out, &opts, |ev| {
             if let Some(bar) = &bar {
@@ -151,13 +150,11 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
                     )),
                     Event::Skipped { stage } => {
                         if let Some(st) = plan.stage(stage) {
-                            bar.inc_length(0);
                             bar.set_length(bar.length().unwrap_or(0).saturating_sub(u64::from(st.tasks)));
                         }
                     }
                 }
             }
-            let _ = progress;
         })
         .await
         .map_err(|e| anyhow!("{e}"))?;
@@ -234,10 +231,6 @@ async fn partial_diagnostics(
     if let Ok((_, manifests)) = aperture_pipeline::executor::observe(plan, out).await {
         let _ = write_diagnostics(plan, out, &manifests, t0.elapsed().as_secs_f64(), workers).await;
     }
-}
-
-fn ctx_quiet(ctx: &Context) -> bool {
-    !ctx.progress.enabled()
 }
 
 /// `aperture worker`: the same as the aperture-worker program.

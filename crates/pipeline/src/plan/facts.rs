@@ -2,13 +2,11 @@
 //! uvw extent), from a simulation spec or from a dataset's metadata.
 
 use aperture_imaging::coords::RaDec;
-use aperture_imaging::sim::layout_low::low_config;
-use aperture_imaging::sim::layout_mid::mid_config;
 use aperture_imaging::sim::uvw::{hour_angles, synthesize_uvw};
 use serde::{Deserialize, Serialize};
 
 use super::PlanError;
-use crate::spec::{SimulateSpec, Telescope};
+use crate::spec::SimulateSpec;
 
 /// Sizes and extents of the input; O(1), whatever the number of windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,7 +32,8 @@ impl InputFacts {
         u64::from(self.ntimes) * u64::from(self.nbaselines)
     }
 
-    /// Centre frequency of window `w` (windows evenly spread over the band).
+    /// Upper edge of window `w`'s band (windows split [freq_min, freq_max] evenly, as
+    /// `FrequencySetup` does); the gridder's cost is set by its highest frequency.
     pub fn window_freq_max(&self, w: u32) -> f64 {
         if self.nwindows <= 1 {
             return self.freq_max_hz;
@@ -51,11 +50,9 @@ impl InputFacts {
     /// Facts of a simulated observation, computed from the same array layout and
     /// hour angles the simulate stage uses (cheap: uvw only, no visibilities).
     pub fn from_simulation(sim: &SimulateSpec) -> Result<Self, PlanError> {
-        let config = match sim.telescope {
-            Telescope::Low => low_config(sim.rmax),
-            Telescope::Mid => mid_config(sim.rmax),
-        }
-        .map_err(|e| PlanError::input("spec.input.simulate.rmax", e.to_string()))?;
+        let config = sim
+            .array_config()
+            .map_err(|e| PlanError::input("spec.input.simulate.rmax", e.to_string()))?;
         let ha = hour_angles(sim.ntimes as usize, sim.span_hours)
             .map_err(|e| PlanError::input("spec.input.simulate.ntimes", e.to_string()))?;
         let centre = RaDec::from_degrees(sim.ra_deg, sim.dec_deg);

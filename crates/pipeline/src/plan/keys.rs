@@ -2,7 +2,7 @@
 //! depend only on (stage, index), so re-running a task overwrites them with the same
 //! bytes.
 
-use super::{Plan, TaskKind, tree};
+use super::{Plan, tree};
 
 /// Key of the plan.
 pub const PLAN_KEY: &str = "plan.json";
@@ -84,13 +84,5 @@ impl Plan {
         } else {
             format!("residual-{cycle:03}")
         }
-    }
-
-    /// Map stage names that feed trees (for listing partials).
-    pub fn is_map(kind: TaskKind) -> bool {
-        matches!(
-            kind,
-            TaskKind::Weights | TaskKind::Invert | TaskKind::Residual
-        )
     }
 }

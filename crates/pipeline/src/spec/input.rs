@@ -28,8 +28,9 @@ pub enum Telescope {
 }
 
 /// A simulated observation: the array within `rmax` of its centre, `ntimes` snapshots
-/// over `spanHours`, `frequencyWindows` windows of `channelsPerWindow` channels evenly
-/// spaced over [freqMinHz, freqMaxHz], point sources, noise and antenna gains.
+/// over `spanHours`, `frequencyWindows` windows of `channelsPerWindow` channels dividing
+/// the band [freqMinHz, freqMaxHz] evenly (channel centres at the middle of each channel,
+/// as `aperture simulate`), point sources, noise and antenna gains.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SimulateSpec {
@@ -99,6 +100,18 @@ impl Default for SkySpec {
             alpha_min: d_alpha_min(),
             alpha_max: d_alpha_max(),
             extent: d_extent(),
+        }
+    }
+}
+
+impl SimulateSpec {
+    /// The simulated array: the telescope's stations within `rmax`.
+    pub fn array_config(
+        &self,
+    ) -> Result<aperture_imaging::antenna::AntennaConfig, aperture_imaging::ImagingError> {
+        match self.telescope {
+            Telescope::Low => aperture_imaging::sim::layout_low::low_config(self.rmax),
+            Telescope::Mid => aperture_imaging::sim::layout_mid::mid_config(self.rmax),
         }
     }
 }

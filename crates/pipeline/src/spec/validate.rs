@@ -47,11 +47,17 @@ pub fn validate(s: &ImagingJobSpec) -> Result<(), SpecError> {
                 || format!("{} is outside 1…65536", sim.channels_per_window),
             )?;
             finite_in(sim.freq_min_hz, 1e6, 1e12, "spec.input.simulate.freqMinHz")?;
-            finite_in(
-                sim.freq_max_hz,
-                sim.freq_min_hz,
-                1e12,
+            check(
+                sim.freq_max_hz.is_finite()
+                    && sim.freq_max_hz > sim.freq_min_hz
+                    && sim.freq_max_hz <= 1e12,
                 "spec.input.simulate.freqMaxHz",
+                || {
+                    format!(
+                        "{} must exceed freqMinHz ({}) and be at most 1e12",
+                        sim.freq_max_hz, sim.freq_min_hz
+                    )
+                },
             )?;
             check(
                 (1..=100_000).contains(&sim.ntimes),

@@ -26,12 +26,12 @@ pub struct TaskEnv {
 
 /// Reads `plan.json` from the job output at `url` (or the plan file's own URL).
 pub async fn load_plan(url: &str) -> Result<TaskEnv, TaskError> {
-    let (out_url, key) = match url.strip_suffix(&format!("/{PLAN_KEY}")) {
-        Some(base) => (base.to_string(), PLAN_KEY),
-        None => (url.trim_end_matches('/').to_string(), PLAN_KEY),
-    };
-    let out = Store::from_url(&out_url)?;
-    let plan: Plan = out.get_json(key).await?;
+    let trimmed = url.trim_end_matches('/');
+    let out_url = trimmed
+        .strip_suffix(&format!("/{PLAN_KEY}"))
+        .unwrap_or(trimmed);
+    let out = Store::from_url(out_url)?;
+    let plan: Plan = out.get_json(PLAN_KEY).await?;
     let vis = Store::from_url(&plan.visibilities)?;
     Ok(TaskEnv { plan, out, vis })
 }

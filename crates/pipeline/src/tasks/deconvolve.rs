@@ -81,15 +81,17 @@ pub async fn run(
     let prev_key = env.plan.root_key(&Plan::cycle_tree(c - 1));
     let prev = env.read_partial(&prev_key, m).await?;
     let psf_key = env.plan.root_key(&Plan::cycle_tree(0));
+    let cycle0;
     let psf_part = if c == 1 {
-        prev.clone()
+        &prev
     } else {
-        env.read_partial(&psf_key, m).await?
+        cycle0 = env.read_partial(&psf_key, m).await?;
+        &cycle0
     };
     let dnames: Vec<String> = (0..nmom).map(Moments::dirty_name).collect();
     let pnames: Vec<String> = (0..2 * nmom - 1).map(Moments::psf_name).collect();
     let dirty = normalised(env, &prev, &env.out.key_url(&prev_key), &dnames)?;
-    let psf = normalised(env, &psf_part, &env.out.key_url(&psf_key), &pnames)?;
+    let psf = normalised(env, psf_part, &env.out.key_url(&psf_key), &pnames)?;
     let t = Instant::now();
     // Global T solve from the normal equations summed by the tree.
     if let Some(neq) = &prev.neq {
@@ -144,6 +146,13 @@ pub async fn run(
     }
     m.compute_seconds += t.elapsed().as_secs_f64();
     m.set("converged", converged);
+    // Weighted χ² of the data and of the residual in the pass that made this residual
+    // (after calibration): how well the model and gains fit.
+    for k in ["chi2_data", "chi2_residual"] {
+        if let Some(v) = prev.scalars.get(k) {
+            m.set(k, *v);
+        }
+    }
     m.set("initial_peak", initial);
     m.set("final_peak", final_peak);
     m.set("iterations", iterations as u64);

@@ -195,21 +195,19 @@ pub async fn run(
                     }).collect::<Vec<_>>(),
                 }));
             }
-            let r_rc = &block.vis_rc - &mvis_rc;
-            let eff = block.effective_weight_rc();
+            residual_rc = Some(&block.vis_rc - &mvis_rc);
+        }
+        // Data weights after calibration: flags it set zero the imaging weight too.
+        let eff = block.effective_weight_rc();
+        if let Some(r_rc) = &residual_rc {
             for ((r, v), e) in r_rc.iter().zip(block.vis_rc.iter()).zip(&eff) {
                 if *e > 0.0 {
                     chi2_after += e * r.norm_sqr();
                     chi2_before += e * v.norm_sqr();
                 }
             }
-            residual_rc = Some(r_rc);
         }
-        // Flags set by calibration zero the imaging weight too.
-        let wgt_rc = &wgt_rc
-            * &block
-                .effective_weight_rc()
-                .mapv(|e| if e > 0.0 { 1.0 } else { 0.0 });
+        let wgt_rc = &wgt_rc * &eff.mapv(|e| if e > 0.0 { 1.0 } else { 0.0 });
         let vis_rc = residual_rc.as_ref().unwrap_or(&block.vis_rc);
         let (dirty_yx, _) = invert(
             &block.uvw_r,

@@ -16,7 +16,7 @@ use super::map::read_model;
 use super::{Moments, TaskEnv, TaskError, TaskManifest};
 use crate::formats::fits::{Card, FitsWriteOptions, RestoringBeam, write_fits_image};
 use crate::formats::png::write_png_quicklook;
-use crate::plan::{Plan, Stage, TaskKind};
+use crate::plan::{Plan, Stage};
 use crate::spec::PipelineKind;
 
 /// A product's name with its encoded FITS and PNG bytes.
@@ -212,10 +212,9 @@ pub async fn run(
     for (k, v) in put_products(env, products, m).await? {
         outputs.insert(k, v.into());
     }
-    if let Some((c, table)) =
+    if let Some((_, table)) =
         super::map::latest_global_gains(env, env.plan.major_cycles(), m).await?
     {
-        let _ = c;
         env.out
             .put_json(
                 "products/gains-T.json",
@@ -238,6 +237,5 @@ pub async fn run(
         ]),
     );
     m.set("outputs", outputs);
-    let _ = TaskKind::Restore;
     Ok(())
 }

@@ -4,10 +4,8 @@
 
 use std::time::Instant;
 
-use aperture_imaging::antenna::AntennaConfig;
 use aperture_imaging::coords::RaDec;
-use aperture_imaging::sim::layout_low::low_config;
-use aperture_imaging::sim::layout_mid::mid_config;
+use aperture_imaging::sim::freq::FrequencySetup;
 use aperture_imaging::sim::rng::Rng;
 use aperture_imaging::sim::simulate::simulate_block;
 use aperture_imaging::sim::sky::{RandomSkySpec, SkyModel, random_sky_on_pixels};
@@ -20,7 +18,7 @@ use super::common::kernel;
 use super::{TaskEnv, TaskError, TaskManifest};
 use crate::formats::zarr_vis::{RowGrid, VisDatasetMeta, WindowMeta, create_dataset};
 use crate::plan::Stage;
-use crate::spec::{SimulateSpec, Telescope};
+use crate::spec::SimulateSpec;
 
 /// The sky and the true antenna gains of a simulated job (also stored in the dataset's
 /// metadata under `extra`).
@@ -54,17 +52,9 @@ pub fn truth(
     Ok((sky, gains))
 }
 
-pub fn array_config(sim: &SimulateSpec) -> Result<AntennaConfig, TaskError> {
-    match sim.telescope {
-        Telescope::Low => low_config(sim.rmax),
-        Telescope::Mid => mid_config(sim.rmax),
-    }
-    .map_err(|e| kernel("spec.input.simulate.rmax", e))
-}
-
 pub async fn run(
     env: &TaskEnv,
-    st: &Stage,
+    _st: &Stage,
     index: u32,
     m: &mut TaskManifest,
 ) -> Result<(), TaskError> {
@@ -73,24 +63,23 @@ pub async fn run(
             TaskError::Permanent("simulate stage without spec.input.simulate".into())
         })?;
     let t = Instant::now();
-    let config = array_config(&sim)?;
+    let config = sim
+        .array_config()
+        .map_err(|e| kernel("spec.input.simulate.rmax", e))?;
     let centre = RaDec::from_degrees(sim.ra_deg, sim.dec_deg);
     let ha = hour_angles(sim.ntimes as usize, sim.span_hours)
         .map_err(|e| kernel("spec.input.simulate.ntimes", e))?;
     let rows =
         synthesize_uvw(&config, centre, &ha).map_err(|e| kernel("spec.input.simulate", e))?;
     let grid = RowGrid::from_rows(&rows.time_r, &rows.ant1_r, &rows.ant2_r)?;
-    let nchan = (sim.frequency_windows * sim.channels_per_window) as usize;
-    let freq_c: Vec<f64> = if nchan == 1 {
-        vec![sim.freq_min_hz]
-    } else {
-        (0..nchan)
-            .map(|i| {
-                sim.freq_min_hz
-                    + (sim.freq_max_hz - sim.freq_min_hz) * i as f64 / (nchan - 1) as f64
-            })
-            .collect()
-    };
+    let freq_c = FrequencySetup::new(
+        sim.frequency_windows as usize,
+        sim.channels_per_window as usize,
+        sim.freq_min_hz,
+        sim.freq_max_hz,
+    )
+    .and_then(|f| f.freq_c())
+    .map_err(|e| kernel("spec.input.simulate", e))?;
     let windows = WindowMeta::split(&freq_c, sim.channels_per_window as usize)?;
     let (sky, gains) = truth(env, &sim, config.len())?;
     let mut meta = VisDatasetMeta::new(&grid, windows, centre)?;
@@ -124,7 +113,6 @@ pub async fn run(
     .await?;
     m.write_seconds += tw.elapsed().as_secs_f64();
     let shard = env.plan.shards[index as usize];
-    let _ = st;
     for w in shard.window_range() {
         let span = tracing::info_span!("window", w);
         let _g = span.enter();
