@@ -11,4 +11,4 @@ pub use diagnostics::{RunFigures, write_diagnostics};
 pub use inline::run_inline;
 pub use local::{Event, LocalOptions, RunOutcome, run_local};
 pub use observe::observe;
-pub use prepare::{PrepareError, input_facts, prepare};
+pub use prepare::{PrepareError, input_facts, input_facts_with, prepare, prepare_with};

@@ -6,7 +6,7 @@ use thiserror::Error;
 use crate::formats::zarr_vis::open_dataset;
 use crate::plan::{InputFacts, PLAN_KEY, Plan, PlanError, PlanOptions, VIS_KEY, make_plan};
 use crate::spec::ImagingJob;
-use crate::storage::{StorageError, Store};
+use crate::storage::{StorageError, Store, StoreOptions};
 
 /// Why a job cannot start.
 #[derive(Debug, Error)]
@@ -31,13 +31,22 @@ pub enum PrepareError {
     },
 }
 
-/// Facts about the input of `job`.
+/// Facts about the input of `job` (S3 settings from the environment).
 pub async fn input_facts(job: &ImagingJob) -> Result<InputFacts, PrepareError> {
+    input_facts_with(job, &StoreOptions::default()).await
+}
+
+/// [`input_facts`] with explicit object-store options (the operator's, from the job's
+/// credentials Secret).
+pub async fn input_facts_with(
+    job: &ImagingJob,
+    options: &StoreOptions,
+) -> Result<InputFacts, PrepareError> {
     if let Some(sim) = &job.spec.input.simulate {
         return Ok(InputFacts::from_simulation(sim)?);
     }
     let url = job.spec.input.visibilities.clone().unwrap_or_default();
-    let store = Store::from_url(&url)?;
+    let store = Store::from_url_with(&url, options)?;
     let ds = open_dataset(store.object_store(), store.prefix())
         .await
         .map_err(|e| PrepareError::Input(format!("{url}: {e}")))?;
@@ -86,7 +95,17 @@ pub async fn prepare(
     output: &str,
     force: bool,
 ) -> Result<(Plan, Store), PrepareError> {
-    let out = Store::from_url(output)?;
+    prepare_with(job, output, force, &StoreOptions::default()).await
+}
+
+/// [`prepare`] with explicit object-store options for the output and the input.
+pub async fn prepare_with(
+    job: &ImagingJob,
+    output: &str,
+    force: bool,
+    options: &StoreOptions,
+) -> Result<(Plan, Store), PrepareError> {
+    let out = Store::from_url_with(output, options)?;
     let name = job.metadata.name.clone().unwrap_or_else(|| "job".into());
     let new_digest = crate::plan::spec_digest(&job.spec);
     if out.exists(PLAN_KEY).await? {
@@ -117,7 +136,7 @@ pub async fn prepare(
         }
         out.delete(PLAN_KEY).await?;
     }
-    let facts = input_facts(job).await?;
+    let facts = input_facts_with(job, options).await?;
     let visibilities = match &job.spec.input.visibilities {
         Some(v) => v.clone(),
         None => out.child(VIS_KEY).url().to_string(),

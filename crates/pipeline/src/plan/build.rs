@@ -30,6 +30,66 @@ const COST_SAMPLES: u32 = 64;
 /// Default memory budget of one worker, MiB.
 const DEFAULT_MEMORY_MIB: u64 = 4096;
 
+/// The memory budget of one worker task, MiB, and the field it comes from:
+/// `spec.parallelism.workerMemoryMib`, else the worker pods' memory limit
+/// (`spec.workers.resources.limits.memory`), else 4096.
+fn memory_budget(spec: &ImagingJobSpec) -> Result<(u64, &'static str), PlanError> {
+    if let Some(m) = spec.parallelism.worker_memory_mib {
+        return Ok((m, "spec.parallelism.workerMemoryMib"));
+    }
+    let field = "spec.workers.resources.limits.memory";
+    let limit = spec
+        .workers
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"));
+    match limit {
+        Some(q) => {
+            let bytes = parse_quantity(&q.0).ok_or_else(|| PlanError::Resources {
+                field: field.into(),
+                reason: format!(
+                    "{:?} is not a Kubernetes memory quantity (e.g. 4Gi, 512Mi)",
+                    q.0
+                ),
+            })?;
+            Ok(((bytes / (1024.0 * 1024.0)).floor() as u64, field))
+        }
+        None => Ok((DEFAULT_MEMORY_MIB, "spec.parallelism.workerMemoryMib")),
+    }
+}
+
+/// Bytes of a Kubernetes quantity: a decimal number with an optional binary (Ki, Mi,
+/// Gi, Ti, Pi, Ei), decimal (k, M, G, T, P, E, m) or exponent (e3, E6) suffix.
+pub(crate) fn parse_quantity(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let value: f64 = num.parse().ok()?;
+    let scale = match suffix {
+        "" => 1.0,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
+        _ => return None,
+    };
+    let bytes = value * scale;
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes)
+}
+
 /// Digest of the spec's canonical JSON.
 pub fn spec_digest(spec: &ImagingJobSpec) -> String {
     let json = serde_json::to_vec(spec).unwrap_or_default();
@@ -164,10 +224,10 @@ pub fn make_plan(
     let npix2 = (geom.npix_x * geom.npix_y) as u64;
     let image_bytes = npix2 * 8 * (3 * nmom + 2);
     let memory = worst.grid_bytes + image_bytes + facts.window_bytes();
-    let budget_mib = par.worker_memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
+    let (budget_mib, budget_field) = memory_budget(spec)?;
     if memory > budget_mib * 1024 * 1024 {
         return Err(PlanError::Resources {
-            field: "spec.parallelism.workerMemoryMib".into(),
+            field: budget_field.into(),
             reason: format!(
                 "one task needs about {} MiB (grid {} MiB + images {} MiB + one window {} MiB) \
                  but the budget is {budget_mib} MiB; give more memory or a smaller image",
@@ -381,5 +441,23 @@ fn restore_stage(deps: Vec<String>, cycle: u32, reduce_s: f64) -> Stage {
         reduce: None,
         skippable: false,
         est_task_seconds: 10.0 * reduce_s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_quantity;
+
+    #[test]
+    fn kubernetes_quantities_parse_to_bytes() {
+        assert_eq!(parse_quantity("512Mi"), Some(512.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity("4Gi"), Some(4.0 * 1024f64.powi(3)));
+        assert_eq!(parse_quantity("1.5Gi"), Some(1.5 * 1024f64.powi(3)));
+        assert_eq!(parse_quantity("2G"), Some(2e9));
+        assert_eq!(parse_quantity("128974848"), Some(128_974_848.0));
+        assert_eq!(parse_quantity("129e6"), Some(129e6));
+        assert_eq!(parse_quantity("123Mb"), None);
+        assert_eq!(parse_quantity("lots"), None);
+        assert_eq!(parse_quantity("-1Gi"), None);
     }
 }

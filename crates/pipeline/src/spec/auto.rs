@@ -41,13 +41,13 @@ impl<'de> Deserialize<'de> for AutoOr<u32> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a positive integer or \"auto\"")
             }
+            // Only the string `auto`, as the CRD's CEL rule on the field (image.rs) allows:
+            // a manifest `aperture run` accepts must also pass `kubectl apply`.
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                if v.eq_ignore_ascii_case("auto") {
+                if v == "auto" {
                     Ok(AutoOr::Auto)
                 } else {
-                    v.parse::<u32>()
-                        .map(AutoOr::Value)
-                        .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
                 }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {

@@ -32,15 +32,21 @@ impl SolutionTerm {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TermSpec {
     /// First major cycle (1-based) in which this term is solved.
+    #[schemars(range(min = 1))]
     pub first_cycle: u32,
     #[serde(default)]
     pub phase_only: bool,
-    /// Solution interval in seconds (omitted = the whole observation).
+    /// Solution interval in seconds, 1e-3 … 1e9 (omitted = the whole observation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1e-3, max = 1e9))]
     pub interval_seconds: Option<f64>,
+    /// Convergence tolerance of the solver, 1e-15 … 1.
     #[serde(default = "d_tol")]
+    #[schemars(range(min = 1e-15, max = 1.0))]
     pub tolerance: f64,
+    /// Solver iterations at most (≥ 1).
     #[serde(default = "d_max_iter")]
+    #[schemars(range(min = 1))]
     pub max_iterations: u32,
 }
 
@@ -63,12 +69,14 @@ impl TermSpec {
     }
 }
 
-/// `{context: T|TG|TGB|G|…, T: {...}, G: {...}, B: {...}, referenceAntenna: 0}`.
+/// Self-calibration of `ical`: the terms solved (`context`, e.g. `TG`) and each term's
+/// controls (`T`, `G`, `B`), as `{context: TG, T: {...}, G: {...}, referenceAntenna: 0}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CalibrationSpec {
-    /// Terms solved, in order (used by `ical` only).
+    /// Terms solved, in order (used by `ical` only): each of T, G, B at most once.
     #[serde(default = "d_context")]
+    #[schemars(extend("enum" = CONTEXTS))]
     pub context: String,
     #[serde(rename = "T", default = "d_t")]
     pub t: TermSpec,
@@ -79,6 +87,12 @@ pub struct CalibrationSpec {
     #[serde(default)]
     pub reference_antenna: u32,
 }
+
+/// Every legal `context`: each term at most once, in any order (the schema's `enum`;
+/// `validate.rs` checks the same letter by letter).
+const CONTEXTS: [&str; 16] = [
+    "", "T", "G", "B", "TG", "GT", "TB", "BT", "GB", "BG", "TGB", "TBG", "GTB", "GBT", "BTG", "BGT",
+];
 
 fn d_context() -> String {
     "TG".into()

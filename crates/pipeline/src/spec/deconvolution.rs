@@ -1,5 +1,6 @@
 //! `spec.deconvolution`: the minor cycle's algorithm and controls (RASCIL/WSClean names).
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +25,12 @@ pub enum WindowKind {
 }
 
 /// `{type: all|quarter|noEdge, pixels: N}` (pixels: the border for noEdge).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, KubeSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.type == 'noEdge' || self.pixels == 0")
+    .message("pixels is only used with type noEdge")
+    .field_path(".pixels")
+    .reason(Reason::FieldValueForbidden))]
 pub struct WindowSpec {
     #[serde(rename = "type", default)]
     pub kind: WindowKind,
@@ -34,32 +39,48 @@ pub struct WindowSpec {
 }
 
 /// Minor-cycle controls.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.algorithm != 'msmfs' || (self.nmoment >= 1 && self.nmoment <= 3)")
+    .message("msmfs needs nmoment from 1 to 3")
+    .field_path(".nmoment"))]
 pub struct DeconvolutionSpec {
     #[serde(default)]
     pub algorithm: CleanAlgorithm,
     /// Taylor terms for msmfs, 1–3.
     #[serde(default = "d_nmoment")]
     pub nmoment: u32,
-    /// Components per major cycle.
+    /// Components per major cycle, 1 … 10000000.
     #[serde(default = "d_niter")]
+    #[schemars(range(min = 1, max = 10_000_000))]
     pub niter: u32,
+    /// Loop gain, in (0, 1].
     #[serde(default = "d_gain")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    #[x_kube(validation = Rule::new("self > 0.0").message("gain must be above 0"))]
     pub gain: f64,
-    /// Absolute threshold, Jy/beam; the job converges when the residual peak is below it.
+    /// Absolute threshold, Jy/beam (0 … 1e9); the job converges when the residual peak is
+    /// below it.
     #[serde(default = "d_threshold")]
+    #[schemars(range(min = 0.0, max = 1e9))]
     pub threshold: f64,
-    /// Per major cycle: stop the minor cycle at this fraction of its starting peak.
+    /// Per major cycle: stop the minor cycle at this fraction of its starting peak, in
+    /// [0, 1).
     #[serde(default = "d_fractional")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    #[x_kube(validation = Rule::new("self < 1.0").message("fractionalThreshold must be below 1"))]
     pub fractional_threshold: f64,
-    /// Stop at this many times the residual RMS (omitted = off).
+    /// Stop at this many times the residual RMS, 0 … 1000 (omitted = off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1000.0))]
     pub auto_threshold: Option<f64>,
-    /// Scales in pixels for msclean / msmfs.
+    /// Scales in pixels for msclean / msmfs (at least one, each 0 … 10000).
     #[serde(default = "d_scales")]
+    #[schemars(length(min = 1), inner(range(min = 0.0, max = 10_000.0)))]
     pub scales: Vec<f64>,
+    /// Multi-scale bias towards small scales, 0 … 10.
     #[serde(default = "d_scale_bias")]
+    #[schemars(range(min = 0.0, max = 10.0))]
     pub scale_bias: f64,
     #[serde(default)]
     pub window: WindowSpec,

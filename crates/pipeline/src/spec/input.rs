@@ -1,15 +1,29 @@
 //! `spec.input`: an existing visibility dataset or a deterministic simulation.
+//!
+//! Ranges are in the schema (`#[schemars(range)]`) and cross-field rules are CEL
+//! (`#[x_kube(validation)]`), mirroring `validate.rs`, which stays the authority for
+//! `aperture run`; see docs/crd.md.
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Exactly one of `visibilities` and `simulate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("has(self.visibilities) || has(self.simulate)")
+        .message("give exactly one of visibilities (a Zarr URL) and simulate")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("!(has(self.visibilities) && has(self.simulate))")
+        .message("give exactly one of visibilities and simulate, not both")
+        .reason(Reason::FieldValueForbidden)
+)]
 pub struct InputSpec {
     /// URL of a Zarr visibility dataset (as written by `aperture import` or a simulate
     /// stage): a path, file://, s3:// or memory://.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"\S"))]
     pub visibilities: Option<String>,
     /// Simulate the visibilities (written under `<output>/vis.zarr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,63 +45,103 @@ pub enum Telescope {
 /// over `spanHours`, `frequencyWindows` windows of `channelsPerWindow` channels dividing
 /// the band [freqMinHz, freqMaxHz] evenly (channel centres at the middle of each channel,
 /// as `aperture simulate`), point sources, noise and antenna gains.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.freqMaxHz > self.freqMinHz")
+    .message("freqMaxHz must exceed freqMinHz")
+    .field_path(".freqMaxHz"))]
 pub struct SimulateSpec {
     #[serde(default)]
     pub telescope: Telescope,
-    /// Array radius in metres.
+    /// Array radius in metres, 10 … 100000.
     #[serde(default = "d_rmax")]
+    #[schemars(range(min = 10.0, max = 100_000.0))]
     pub rmax: f64,
+    /// Frequency windows, 1 … 100000.
     #[serde(default = "d_windows")]
+    #[schemars(range(min = 1, max = 100_000))]
     pub frequency_windows: u32,
+    /// Channels per window, 1 … 65536.
     #[serde(default = "d_one")]
+    #[schemars(range(min = 1, max = 65_536))]
     pub channels_per_window: u32,
+    /// Lower band edge in Hz, 1e6 … 1e12.
     #[serde(default = "d_fmin")]
+    #[schemars(range(min = 1e6, max = 1e12))]
     pub freq_min_hz: f64,
+    /// Upper band edge in Hz, above freqMinHz and at most 1e12.
     #[serde(default = "d_fmax")]
+    #[schemars(range(max = 1e12))]
     pub freq_max_hz: f64,
+    /// Snapshots, 1 … 100000.
     #[serde(default = "d_ntimes")]
+    #[schemars(range(min = 1, max = 100_000))]
     pub ntimes: u32,
+    /// Hour-angle span of the snapshots, 0 … 24 hours.
     #[serde(default = "d_span")]
+    #[schemars(range(min = 0.0, max = 24.0))]
     pub span_hours: f64,
-    /// Phase centre, degrees.
+    /// Phase centre right ascension, degrees (−360 … 360).
     #[serde(default = "d_ra")]
+    #[schemars(range(min = -360.0, max = 360.0))]
     pub ra_deg: f64,
+    /// Phase centre declination, degrees (−90 … 90).
     #[serde(default = "d_dec")]
+    #[schemars(range(min = -90.0, max = 90.0))]
     pub dec_deg: f64,
     #[serde(default)]
     pub sky: SkySpec,
-    /// Thermal noise per visibility (Jy, rms of each of re and im).
+    /// Thermal noise per visibility (Jy, rms of each of re and im), 0 … 1e6.
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1e6))]
     pub noise_jy: f64,
-    /// Per-antenna gain phase rms in degrees (0 = no corruption).
+    /// Per-antenna gain phase rms in degrees (0 = no corruption), 0 … 180.
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 180.0))]
     pub gain_phase_rms_deg: f64,
-    /// Per-antenna fractional gain amplitude rms (0 = none).
+    /// Per-antenna fractional gain amplitude rms (0 = none), 0 … 0.9.
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 0.9))]
     pub gain_amplitude_rms: f64,
     #[serde(default = "d_seed")]
     pub seed: u64,
 }
 
 /// Random point sources inside the inner part of the field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("self.fluxMaxJy >= self.fluxMinJy")
+        .message("fluxMaxJy must be at least fluxMinJy")
+        .field_path(".fluxMaxJy"),
+    validation = Rule::new("self.alphaMax >= self.alphaMin")
+        .message("alphaMax must be at least alphaMin")
+        .field_path(".alphaMax")
+)]
 pub struct SkySpec {
+    /// Number of sources, 0 … 10000.
     #[serde(default = "d_sources")]
+    #[schemars(range(max = 10_000))]
     pub sources: u32,
+    /// Faintest source flux density, Jy (0 … 1e6).
     #[serde(default = "d_flux_min")]
+    #[schemars(range(min = 0.0, max = 1e6))]
     pub flux_min_jy: f64,
+    /// Brightest source flux density, Jy (fluxMinJy … 1e6).
     #[serde(default = "d_flux_max")]
+    #[schemars(range(max = 1e6))]
     pub flux_max_jy: f64,
-    /// Spectral index range of the sources (S ∝ ν^α about the band centre).
+    /// Spectral index range of the sources (S ∝ ν^α about the band centre), −5 … 5.
     #[serde(default = "d_alpha_min")]
+    #[schemars(range(min = -5.0, max = 5.0))]
     pub alpha_min: f64,
+    /// Upper end of the spectral index range (alphaMin … 5).
     #[serde(default = "d_alpha_max")]
+    #[schemars(range(max = 5.0))]
     pub alpha_max: f64,
-    /// Sources lie within this fraction of the image half-width from the centre.
+    /// Sources lie within this fraction of the image half-width from the centre, 0 … 0.95.
     #[serde(default = "d_extent")]
+    #[schemars(range(min = 0.0, max = 0.95))]
     pub extent: f64,
 }
 
@@ -193,5 +247,6 @@ fn d_extent() -> f64 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PredictSpec {
     /// URL of the model FITS image: a path, file://, s3:// or memory://.
+    #[schemars(regex(pattern = r"\S"))]
     pub model_image: String,
 }

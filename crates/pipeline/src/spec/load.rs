@@ -180,5 +180,14 @@ mod tests {
         )
         .expect("auto");
         assert_eq!(job.spec.image.npixel, super::super::AutoOr::Auto);
+        // Only `auto` as a string, as the CRD's CEL rule on the field.
+        for text in ["npixel: AUTO", "npixel: '512'"] {
+            let err = parse_job(
+                &MINIMAL.replace("input:", &format!("image: {{{text}}}\n  input:")),
+                "m",
+            )
+            .unwrap_err();
+            assert_eq!(err.field(), "spec.image.npixel", "{text}: {err}");
+        }
     }
 }

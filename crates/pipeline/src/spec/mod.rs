@@ -3,6 +3,7 @@
 
 mod auto;
 mod calibration;
+mod crd;
 mod deconvolution;
 mod image;
 mod input;
@@ -13,6 +14,7 @@ mod validate;
 
 pub use auto::AutoOr;
 pub use calibration::{CalibrationSpec, SolutionTerm, TermSpec};
+pub use crd::{NAME_MAX_LENGTH, NAME_PATTERN, crd, open_api_v3_schema};
 pub use deconvolution::{CleanAlgorithm, DeconvolutionSpec, WindowKind, WindowSpec};
 pub use image::{ImageSpec, PrecisionSpec, WeightingKind, WeightingSpecYaml};
 pub use input::{InputSpec, PredictSpec, SimulateSpec, SkySpec, Telescope};
@@ -20,7 +22,7 @@ pub use load::{SpecError, load_job, parse_job};
 pub use resources::{ParallelismSpec, StorageSpec, TelemetrySpec, WorkersSpec};
 pub use status::{ImagingJobStatus, JobPhase, StageCounts};
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -51,23 +53,33 @@ impl PipelineKind {
 }
 
 /// The spec of an `ImagingJob`. Every field but `input` has a default a newcomer can run.
-#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+// Ranges live in the schema (`#[schemars(range)]`), cross-field rules in CEL
+// (`#[x_kube(validation)]`, `fieldPath`/`reason` need Kubernetes ≥ 1.30), both mirroring
+// validate.rs, the authority for `aperture run`; see docs/crd.md.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "aperture.dev",
     version = "v1alpha1",
     kind = "ImagingJob",
     plural = "imagingjobs",
     shortname = "ij",
+    doc = "An imaging job: visibilities (a Zarr dataset or a simulation) in, FITS images out, run as a plan of Indexed Jobs.",
     namespaced,
     status = "ImagingJobStatus",
     printcolumn = r#"{"name":"Pipeline","type":"string","jsonPath":".spec.pipeline"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Cycle","type":"integer","jsonPath":".status.cycle"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.pipeline != 'predict' || has(self.predict)")
+    .message("pipeline predict needs spec.predict.modelImage, the model image to predict")
+    .field_path(".predict")
+    .reason(Reason::FieldValueRequired))]
 pub struct ImagingJobSpec {
-    /// invert | predict | continuum | ical.
+    /// The workflow: invert (dirty image and PSF), predict (visibilities of a model image),
+    /// continuum (major/minor cycles), ical (continuum with self-calibration; the default).
     #[serde(default)]
     pub pipeline: PipelineKind,
     /// Where the visibilities come from: an existing Zarr dataset or a simulation.
@@ -75,6 +87,7 @@ pub struct ImagingJobSpec {
     /// Output URL (file path, file://, s3://, memory://). Local runs default to
     /// `./out/<job name>/`; the operator requires it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"\S"))]
     pub output: Option<String>,
     /// The model the `predict` pipeline turns into visibilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +100,7 @@ pub struct ImagingJobSpec {
     pub calibration: CalibrationSpec,
     /// Number of major cycles (continuum and ical), 1–100.
     #[serde(default = "default_major_cycles")]
+    #[schemars(range(min = 1, max = 100))]
     pub major_cycles: u32,
     #[serde(default)]
     pub parallelism: ParallelismSpec,
@@ -112,11 +126,10 @@ impl ImagingJobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::CustomResourceExt;
 
     #[test]
     fn crd_is_generated_with_a_structural_schema() {
-        let crd = ImagingJob::crd();
+        let crd = crd();
         let text = serde_json::to_string(&crd).expect("crd serialises");
         assert!(text.contains("\"group\":\"aperture.dev\""));
         assert!(text.contains("imagingjobs"));

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -10,24 +10,32 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ParallelismSpec {
-    /// Target duration of one task, seconds (the planner aims for the 1–100 s band).
+    /// Target duration of one task, seconds, 0.1 … 3600 (the planner aims for the
+    /// 1–100 s band).
     #[serde(default = "d_target")]
+    #[schemars(range(min = 0.1, max = 3600.0))]
     pub target_task_seconds: f64,
-    /// Most tasks running at once (local: worker processes; cluster: Job parallelism).
+    /// Most tasks running at once, 1 … 100000 (local: worker processes; cluster: Job
+    /// parallelism).
     #[serde(default = "d_max_parallel")]
+    #[schemars(range(min = 1, max = 100_000))]
     pub max_parallel: u32,
     /// Fan-in of the reduction trees (2–64).
     #[serde(default = "d_fan_in")]
+    #[schemars(range(min = 2, max = 64))]
     pub reduction_fan_in: u32,
-    /// Attempts per task before the job fails (≥ 1).
+    /// Attempts per task before the job fails (1–20).
     #[serde(default = "d_attempts")]
+    #[schemars(range(min = 1, max = 20))]
     pub max_attempts: u32,
-    /// Memory budget of one worker in MiB (omitted: from workers.resources limits, else
-    /// 4096).
+    /// Memory budget of one worker in MiB, at least 64 (omitted: from workers.resources
+    /// limits, else 4096).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 64))]
     pub worker_memory_mib: Option<u64>,
-    /// Fix the shard size instead of sizing shards by cost (windows per map task).
+    /// Fix the shard size instead of sizing shards by cost (windows per map task, ≥ 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub windows_per_shard: Option<u32>,
     /// Threads per worker task (0 = all cores of the worker).
     #[serde(default = "d_threads")]
@@ -80,6 +88,9 @@ pub struct WorkersSpec {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// Pod affinity / anti-affinity / node affinity of the worker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
 }
 
 /// Object-store access.

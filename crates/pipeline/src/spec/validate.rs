@@ -1,4 +1,10 @@
 //! Range and consistency checks of an `ImagingJobSpec`; each error names the field path.
+//!
+//! The authority for `aperture run` (no API server). The CRD says the same things in its
+//! schema (ranges, enums, patterns on the spec types) and CEL rules (`x-kubernetes-validations`
+//! on the same types); a change here needs the same change there, and
+//! `tests/crd_schema.rs` / `tests/crd_cel.rs` check that both reject each broken manifest
+//! of `tests/crd/` under the same field path.
 
 use super::{AutoOr, CleanAlgorithm, ImagingJobSpec, PipelineKind, SpecError, WindowKind};
 
@@ -242,6 +248,16 @@ pub fn validate(s: &ImagingJobSpec) -> Result<(), SpecError> {
             "spec.input",
             || "predict needs the layout of an input dataset".into(),
         )?;
+        check(s.predict.is_some(), "spec.predict", || {
+            "pipeline predict needs spec.predict.modelImage, the model image to predict".into()
+        })?;
+    }
+    if let Some(p) = &s.predict {
+        check(
+            !p.model_image.trim().is_empty(),
+            "spec.predict.modelImage",
+            || "empty URL".into(),
+        )?;
     }
     let p = &s.parallelism;
     finite_in(
@@ -310,6 +326,23 @@ mod tests {
             let err = parse_job(&with(extra), "m").unwrap_err();
             assert_eq!(err.field(), field, "{extra}: {err}");
         }
+    }
+
+    #[test]
+    fn predict_needs_a_model_image() {
+        let err = parse_job(&with("  pipeline: predict\n"), "m").unwrap_err();
+        assert_eq!(err.field(), "spec.predict", "{err}");
+        let err = parse_job(
+            &with("  pipeline: predict\n  predict: {modelImage: ' '}\n"),
+            "m",
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), "spec.predict.modelImage", "{err}");
+        parse_job(
+            &with("  pipeline: predict\n  predict: {modelImage: m.fits}\n"),
+            "m",
+        )
+        .expect("predict with a model");
     }
 
     #[test]

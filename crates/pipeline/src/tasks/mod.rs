@@ -126,7 +126,13 @@ pub fn limit_malloc_arenas() {
 pub async fn worker_main(plan_url: &str, stage: &str, index: u32) -> u8 {
     let result = async {
         let env = load_plan(plan_url).await?;
-        run_task(&env, stage, index).await
+        // A manifest present = task done (DESIGN.md, "Tasks are idempotent"): a
+        // re-created Kubernetes Job re-runs every index, and the done ones end here.
+        if env.out.exists(&Plan::manifest_key(stage, index)).await? {
+            tracing::info!(stage, index, "task already done (manifest present)");
+            return Ok(());
+        }
+        run_task(&env, stage, index).await.map(|_| ())
     }
     .await;
     match result {
