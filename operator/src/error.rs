@@ -10,7 +10,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     /// The Kubernetes API refused or failed a request.
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", kube_message(.0))]
     Kube(#[from] kube::Error),
     /// The object store failed (unreachable, refused a write…).
     #[error("object store: {0}")]
@@ -67,3 +67,12 @@ impl From<PrepareError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A kube error as a status message: the API server's own words for a refused request
+/// (`403 Forbidden: jobs.batch is forbidden: …`), not a debug dump of its response.
+fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => other.to_string(),
+    }
+}

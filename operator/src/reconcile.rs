@@ -305,8 +305,6 @@ impl Run<'_> {
 
     /// Observe, advance, act, write the status.
     async fn drive(&mut self, plan: &Plan) -> Result<Action> {
-        let options = self.store_options(&plan.spec).await?;
-        let store = Store::from_url_with(&plan.output, &options)?;
         let jobs = self
             .ctx
             .cluster
@@ -317,7 +315,7 @@ impl Run<'_> {
             .filter_map(job_view)
             .map(|v| (v.stage.clone(), v))
             .collect();
-        let converged = self.convergence(plan, &views, &store).await?;
+        let converged = self.convergence(plan, &views).await?;
         let mut reasons = BTreeMap::new();
         for v in views.values() {
             if v.failed_indexes.is_empty() && !matches!(v.state, JobState::Failed { .. }) {
@@ -352,7 +350,7 @@ impl Run<'_> {
                     self.start_stage(plan, &stage).await?;
                 }
                 StateAction::Skip { .. } => {}
-                StateAction::Succeed => return self.succeed(plan, &store).await,
+                StateAction::Succeed => return self.succeed(plan).await,
                 StateAction::Fail { reason } => {
                     return self.fail("TaskFailed", &reason).await;
                 }
@@ -400,9 +398,9 @@ impl Run<'_> {
         &self,
         plan: &Plan,
         views: &BTreeMap<String, StageJobView>,
-        store: &Store,
     ) -> Result<BTreeMap<String, bool>> {
         let mut out = BTreeMap::new();
+        let mut store: Option<Store> = None;
         for s in plan
             .stages
             .iter()
@@ -412,6 +410,10 @@ impl Run<'_> {
             if recorded {
                 out.insert(s.name.clone(), self.old.converged_at == Some(s.cycle));
             } else if views.get(&s.name).is_some_and(|v| v.completed.contains(&0)) {
+                if store.is_none() {
+                    store = Some(self.output_store(plan).await?);
+                }
+                let Some(store) = &store else { continue };
                 let m: TaskManifest = store.get_json(&Plan::manifest_key(&s.name, 0)).await?;
                 let c = m
                     .result
@@ -435,9 +437,11 @@ impl Run<'_> {
             if c.failed > p.failed {
                 let n = c.failed - p.failed;
                 metrics.tasks("failed", u64::from(n));
-                let retrying = views
-                    .get(name)
-                    .is_some_and(|v| v.state == JobState::Running && v.failed_indexes.is_empty());
+                // Failed pods of a stage with no failed index were retried (the retry
+                // may already have succeeded by the time this reconcile sees it).
+                let retrying = views.get(name).is_some_and(|v| {
+                    v.failed_indexes.is_empty() && !matches!(v.state, JobState::Failed { .. })
+                });
                 if retrying {
                     metrics.tasks("retried", u64::from(n));
                     self.event(
@@ -488,7 +492,16 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn succeed(&mut self, plan: &Plan, store: &Store) -> Result<Action> {
+    /// The job's output store, with the credentials Secret's settings. Only built when
+    /// a manifest must be read (a deconvolve stage just finished, or the job), so a
+    /// steady-state reconcile does not read the Secret.
+    async fn output_store(&self, plan: &Plan) -> Result<Store> {
+        let options = self.store_options(&plan.spec).await?;
+        Ok(Store::from_url_with(&plan.output, &options)?)
+    }
+
+    async fn succeed(&mut self, plan: &Plan) -> Result<Action> {
+        let store = &self.output_store(plan).await?;
         if plan.stage("restore").is_some() {
             let m: TaskManifest = store.get_json(&Plan::manifest_key("restore", 0)).await?;
             if let Some(outs) = m.result.get("outputs").and_then(|v| v.as_object()) {
