@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use rustfft::num_traits::Zero;
 
 use super::index::{TILE, VisIndex};
-use super::kernel::PiecewiseKernel;
+use super::kernel::{PieceEvaluator, PiecewiseKernel};
 use super::layout::Layout;
 use super::params::{DataExtent, Request, choose_layout};
 use super::pass::{PassCtx, SharedMut, degrid_band, grid_band};
@@ -71,7 +71,7 @@ struct Prepared<T: Real> {
     index: VisIndex,
     uv_coef: Vec<T>,
     uv_degree: usize,
-    w_kernel: PiecewiseKernel,
+    w_kernel: PieceEvaluator,
     fft: PlaneFft<T>,
     /// First and last tile row with samples, per w-plane.
     bands: Vec<Option<(usize, usize)>>,
@@ -93,7 +93,7 @@ fn prepare<T: Real>(
     let tol = (req.epsilon * 0.05).max(1e-15);
     let uvk = PiecewiseKernel::fit(&layout.kernel, 0.0, tol);
     let alpha = std::f64::consts::TAU * layout.dw * layout.c_mid();
-    let w_kernel = PiecewiseKernel::fit(&layout.kernel, alpha, tol);
+    let w_kernel = PieceEvaluator::new(&PiecewiseKernel::fit(&layout.kernel, alpha, tol));
     let index = VisIndex::build(uvw_r, freq_c, &layout, keep)?;
     let prep = Prepared {
         bands: index.plane_bands(layout.w_support(), layout.nplanes),
@@ -144,6 +144,7 @@ impl<T: Real> Prepared<T> {
             nv: self.layout.nv,
             support: self.layout.kernel.support,
             beta: self.layout.kernel.beta,
+            e0: self.layout.kernel.e0,
             sigma: self.layout.sigma,
             nplanes: self.layout.nplanes,
             kernel_degree: self.uv_degree,

@@ -65,7 +65,8 @@ impl Layout {
     #[inline(always)]
     pub fn position(&self, uvw: UvwMetres, freq_hz: f64) -> Position {
         let flip = self.wstacking && uvw.w < 0.0;
-        let s = if flip { -freq_hz } else { freq_hz } / SPEED_OF_LIGHT;
+        // A product, not a quotient: this runs once per sample and plane.
+        let s = if flip { -freq_hz } else { freq_hz } * (1.0 / SPEED_OF_LIGHT);
         let gu = self.nu as f64 * 0.5 - uvw.u * s * self.cell * self.nu as f64;
         let gv = self.nv as f64 * 0.5 + uvw.v * s * self.cell * self.nv as f64;
         let (iu0, zu) = self.split(gu);

@@ -10,6 +10,8 @@ mod engine;
 pub mod fft_size;
 pub mod index;
 pub mod kernel;
+pub mod kernel_design;
+pub mod kernel_table;
 pub mod layout;
 pub mod params;
 mod pass;
@@ -106,6 +108,8 @@ pub struct GridReport {
     pub nv: usize,
     pub support: usize,
     pub beta: f64,
+    /// Exponent of the kernel's semicircle (ψ = exp(β((1 − (2x/W)²)^e0 − 1))).
+    pub e0: f64,
     pub sigma: f64,
     pub nplanes: usize,
     pub kernel_degree: usize,

@@ -1,10 +1,11 @@
-//! Choosing the gridding parameters from the requested accuracy: for each candidate
-//! oversampling factor σ the smallest kernel support W that meets `epsilon` is taken,
-//! and the (σ, W) pair with the lowest estimated run time wins (the cost-model approach
-//! of ducc0's wgridder, Arras et al. 2021 §3.3).
+//! Choosing the gridding parameters from the requested accuracy: every (W, σ) row of the
+//! kernel table ([`super::kernel_table`]) whose error bound meets `epsilon` is a
+//! candidate, and the one with the lowest estimated run time wins (the kernel database
+//! and cost model of ducc0's wgridder, Arras et al. 2021 §3.3).
 
 use super::fft_size::good_fft_size;
-use super::kernel::EsKernel;
+use super::kernel_design::KernelDesign;
+use super::kernel_table::KERNEL_TABLE;
 use super::layout::Layout;
 use crate::ImagingError;
 use crate::image::ImageGeometry;
@@ -15,6 +16,12 @@ pub const MAX_SUPPORT: usize = 16;
 /// In f32 the monomial kernel polynomials of wider supports lose accuracy to
 /// cancellation, so single precision uses W ≤ 8 (enough for epsilon ≥ 1e-5).
 pub const MAX_SUPPORT_F32: usize = 8;
+
+/// The oversampling factors of the kernel table, 1.15 to 2.50 in steps of 0.05.
+pub const TABLE_SIGMAS: [f64; 28] = [
+    1.15, 1.20, 1.25, 1.30, 1.35, 1.40, 1.45, 1.50, 1.55, 1.60, 1.65, 1.70, 1.75, 1.80, 1.85, 1.90,
+    1.95, 2.00, 2.05, 2.10, 2.15, 2.20, 2.25, 2.30, 2.35, 2.40, 2.45, 2.50,
+];
 
 /// The accuracies the gridder accepts, (smallest, largest), in f64 (`double`) or f32.
 pub fn epsilon_range(double: bool) -> (f64, f64) {
@@ -45,29 +52,49 @@ pub struct DataExtent {
     pub uv_extent: f64,
 }
 
-/// Per-dimension aliasing error of the ES kernel with support `w` and oversampling σ,
-/// the empirical law of Barnett et al. 2019 (§4.2), ε ≈ exp(−π W √(1 − 1/σ)), scaled by
-/// a factor calibrated against the exact DFT in this crate's accuracy tests.
-pub fn kernel_error(w: usize, sigma: f64) -> f64 {
-    ERROR_SCALE * (-std::f64::consts::PI * w as f64 * (1.0 - 1.0 / sigma).sqrt()).exp()
-}
+/// Safety factor on the kernel table's aliasing error in [`error_bound`]; see there.
+pub const SAFETY: f64 = 1.0;
 
-/// Calibration factor of [`kernel_error`], set by the worst case of
-/// `tests/gridder_accuracy.rs`: predicting a single source in the image corner, where the
-/// grid correction is largest. With 15 that case missed epsilon 1e-9 by 16 %; with 30 the
-/// worst case over all tests and epsilons is 0.42 ε.
-const ERROR_SCALE: f64 = 30.0;
+/// Factor on the rounding term of [`error_bound`]. On the hardest case of
+/// `tests/gridder_accuracy.rs` (predict of one source in the image corner, f32) the
+/// rounding part of the error, √(e_f32² − e_f64²), measured 0.08–1.1 × u·gain³ over five
+/// layouts (W 7–8, σ 1.30–1.55).
+pub const ROUNDING: f64 = 2.0;
 
-/// Shape parameter β for support W and oversampling σ (Barnett et al. 2019, §4.1:
-/// β = γ π W (1 − 1/(2σ)), γ ≈ 0.98).
-pub fn kernel_beta(w: usize, sigma: f64) -> f64 {
-    0.98 * std::f64::consts::PI * w as f64 * (1.0 - 0.5 / sigma)
+/// Bound on the relative L2 error (against the exact DFT) of gridding with the table row
+/// `d` in `ndim` dimensions (3 with w-stacking: u, v and w; 2 without), computing in f64
+/// (`double`) or f32: `SAFETY · ndim · d.error + ROUNDING · u · d.gain^ndim`.
+///
+/// Aliasing: a source at image coordinates (ξ_u, ξ_v, ξ_w) reaches the samples with its
+/// aliases m ≠ 0 in every dimension; these are orthogonal, so its relative error is
+/// √(Π_d (1 + e_d(ξ_d)²) − 1) ≈ √(Σ_d e_d²) ≤ √ndim · max e (the table's error is the
+/// maximum over the field of the one-dimensional e). The bound ndim · e leaves a factor
+/// √ndim for what the table does not model, chiefly the piecewise-polynomial
+/// approximation of the kernel (fitted to 5 % of epsilon).
+///
+/// Rounding: a relative rounding u of the grid values (2⁻⁵³ in f64, 2⁻²⁴ in f32) reaches
+/// a source at the edge of the field amplified by the kernel's rounding gain in each
+/// dimension (`kernel_design::rounding_gain`). It matters in f32, where it rules out the
+/// smallest σ at epsilon ≲ 1e-4, and at the smallest f64 epsilons.
+pub fn error_bound(d: &KernelDesign, ndim: usize, double: bool) -> f64 {
+    let u = if double {
+        f64::EPSILON / 2.0
+    } else {
+        f32::EPSILON as f64 / 2.0
+    };
+    let dims = ndim as i32;
+    SAFETY * ndim as f64 * d.error + ROUNDING * u * d.gain.powi(dims)
 }
 
 /// Costs (seconds per unit) of the gridding passes, single-threaded, fitted to the phase
-/// times `aperture bench kernels --json` reports on the reference machine (1.44 M samples,
-/// 1024²): f64 W = 8, 1750², 65 planes: grid 0.96 s, FFT + screen 1.22 s; f32 W = 7,
-/// 1440², 54 planes: grid 0.57 s, FFT + screen 0.38 s. Only their ratios steer the choice.
+/// times `aperture bench kernels --json` reported on the reference machine (1.44 M
+/// samples, 1024²) for the layouts chosen before the kernel table: f64 W = 8, 1750², 65
+/// planes: grid 0.96 s, FFT + screen 1.22 s; f32 W = 7, 1440², 54 planes: grid 0.57 s,
+/// FFT + screen 0.38 s. For today's f64 choice (W = 8, 1500², 57 planes) the model gives
+/// grid 0.97 s and FFT + screen 0.84 s against 0.69–0.79 s and 0.60–0.66 s measured (a
+/// loaded machine, after the w-kernel and prefetch changes of `pass.rs`): 1.2–1.4× high
+/// in both terms alike, so the ranking of layouts holds and the planner's task sizes err
+/// long. Only the ratios steer the choice.
 #[derive(Debug, Clone, Copy)]
 struct CostModel {
     grid_per_cell: f64,
@@ -132,24 +159,26 @@ pub fn choose_layout_costed(
     let c_min = n_minus_one_range(geom);
     let c_half = -0.5 * c_min;
     // Three dimensions (u, v, w) contribute errors; without w-stacking only two.
-    let ndim = if req.wstacking { 3.0 } else { 2.0 };
+    let ndim = if req.wstacking { 3 } else { 2 };
+    let max_w = if req.double {
+        MAX_SUPPORT
+    } else {
+        MAX_SUPPORT_F32
+    };
     let mut best: Option<(f64, Layout)> = None;
-    for step in 0..=28 {
-        let sigma = 1.15 + 0.05 * step as f64;
-        let max_w = if req.double {
-            MAX_SUPPORT
-        } else {
-            MAX_SUPPORT_F32
-        };
-        let Some(w) = (MIN_SUPPORT..=max_w).find(|&w| ndim * kernel_error(w, sigma) <= req.epsilon)
-        else {
+    for d in KERNEL_TABLE.iter() {
+        let w = d.support;
+        if w > max_w || error_bound(d, ndim, req.double) > req.epsilon {
             continue;
-        };
+        }
+        let sigma = d.sigma;
         let nu = good_fft_size(((geom.npix_x as f64 * sigma).ceil() as usize).max(2 * w + 16));
         let nv = good_fft_size(((geom.npix_y as f64 * sigma).ceil() as usize).max(2 * w + 16));
         let sig_eff = (nu as f64 / geom.npix_x as f64).min(nv as f64 / geom.npix_y as f64);
+        // The w direction is sampled at the kernel's design σ: the image then spans
+        // |ξ_w| ≤ c_half·dw = 1/(2σ), the range the table's error covers.
         let (nplanes, dw, w0) = if req.wstacking {
-            let dw = 1.0 / (sig_eff * 2.0 * c_half);
+            let dw = 1.0 / (sigma * 2.0 * c_half);
             let n = ((data.w_max - data.w_min) / dw).ceil() as usize + w;
             (n, dw, data.w_min - 0.5 * w as f64 * dw)
         } else {
@@ -178,10 +207,7 @@ pub fn choose_layout_costed(
             nu,
             nv,
             sigma: sig_eff,
-            kernel: EsKernel {
-                support: w,
-                beta: kernel_beta(w, sig_eff),
-            },
+            kernel: d.kernel(),
             wstacking: req.wstacking,
             nplanes,
             w0,
@@ -196,8 +222,9 @@ pub fn choose_layout_costed(
         ImagingError::invalid(
             "epsilon",
             format!(
-                "{:e} cannot be reached with kernel supports up to {MAX_SUPPORT}",
-                req.epsilon
+                "{:e} cannot be reached with kernel supports up to {max_w} in {} precision",
+                req.epsilon,
+                if req.double { "f64" } else { "f32" }
             ),
         )
     })

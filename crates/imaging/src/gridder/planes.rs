@@ -18,6 +18,13 @@ use super::screen::Screens;
 /// Image columns (y values) transformed together in the u pass.
 const BLOCK: usize = 32;
 
+/// Row stride of a column block: `n` plus 8 elements, so that the transposing copies
+/// (one element per row, 32 rows) do not map every row to the same cache set, as a
+/// power-of-two `n` would (a stride that is a multiple of 4 KiB).
+fn padded(n: usize) -> usize {
+    n + 8
+}
+
 /// FFT plans for one layout.
 pub struct PlaneFft<T: Real> {
     inv_u: Arc<dyn Fft<T>>,
@@ -81,11 +88,12 @@ impl<T: Real> PlaneFft<T> {
     ) {
         let _span = tracing::trace_span!("fft_u_screen").entered();
         let (nu, nv, nx, ny) = (layout.nu, layout.nv, layout.npix_x, layout.npix_y);
+        let ld = padded(nu);
         let fft = &self.inv_u;
         acc_yx.par_chunks_mut(nx * BLOCK).enumerate().for_each_init(
             || {
                 (
-                    vec![Complex::<T>::zero(); nu * BLOCK],
+                    vec![Complex::<T>::zero(); ld * BLOCK],
                     vec![Complex::<T>::zero(); fft.get_inplace_scratch_len()],
                 )
             },
@@ -93,11 +101,11 @@ impl<T: Real> PlaneFft<T> {
                 let y0 = blk * BLOCK;
                 let nb = acc.len() / nx;
                 // Rows outside `rows` are zero in the grid; the rest are overwritten below.
-                for col in buf.chunks_exact_mut(nu).take(nb) {
+                for col in buf.chunks_exact_mut(ld).take(nb) {
                     col[..rows.start]
                         .iter_mut()
                         .for_each(|c| *c = Complex::zero());
-                    col[rows.end..]
+                    col[rows.end..nu]
                         .iter_mut()
                         .for_each(|c| *c = Complex::zero());
                 }
@@ -107,7 +115,7 @@ impl<T: Real> PlaneFft<T> {
                     for iu in rows.clone() {
                         let g = &grid[iu * nv + c0..][..nb];
                         for (b, &v) in g.iter().enumerate() {
-                            buf[b * nu + iu] = v;
+                            buf[b * ld + iu] = v;
                         }
                     }
                 } else {
@@ -115,15 +123,17 @@ impl<T: Real> PlaneFft<T> {
                     for iu in rows.clone() {
                         let g = &grid[iu * nv..(iu + 1) * nv];
                         for (b, &col) in cols.iter().enumerate() {
-                            buf[b * nu + iu] = g[col];
+                            buf[b * ld + iu] = g[col];
                         }
                     }
                 }
-                fft.process_with_scratch(&mut buf[..nb * nu], scratch);
+                for col in buf.chunks_exact_mut(ld).take(nb) {
+                    fft.process_with_scratch(&mut col[..nu], scratch);
+                }
                 for b in 0..nb {
                     let y = y0 + b;
                     let qy = y.abs_diff(ny / 2);
-                    let src = &buf[b * nu..(b + 1) * nu];
+                    let src = &buf[b * ld..b * ld + nu];
                     let dst = &mut acc[b * nx..(b + 1) * nx];
                     // Image x < nx/2 takes grid row nu − nx/2 + x, the rest x − nx/2.
                     let (dlo, dhi) = dst.split_at_mut(nx / 2);
@@ -164,12 +174,13 @@ impl<T: Real> PlaneFft<T> {
     ) {
         let _span = tracing::trace_span!("screen_fft_u").entered();
         let (nu, nv, nx, ny) = (layout.nu, layout.nv, layout.npix_x, layout.npix_y);
+        let ld = padded(nu);
         let fft = &self.fwd_u;
         let out = SharedMut(grid.as_mut_ptr());
         img_yx.par_chunks(nx * BLOCK).enumerate().for_each_init(
             || {
                 (
-                    vec![Complex::<T>::zero(); nu * BLOCK],
+                    vec![Complex::<T>::zero(); ld * BLOCK],
                     vec![Complex::<T>::zero(); fft.get_inplace_scratch_len()],
                 )
             },
@@ -179,7 +190,7 @@ impl<T: Real> PlaneFft<T> {
                 for b in 0..nb {
                     let qy = (y0 + b).abs_diff(ny / 2);
                     let src = &img[b * nx..(b + 1) * nx];
-                    let dst = &mut buf[b * nu..(b + 1) * nu];
+                    let dst = &mut buf[b * ld..b * ld + nu];
                     // Image x < nx/2 goes to grid row nu − nx/2 + x, the rest to x − nx/2;
                     // the rows in between are zero.
                     let (dlo, dhi) = dst.split_at_mut(nu - nx / 2);
@@ -205,7 +216,9 @@ impl<T: Real> PlaneFft<T> {
                         }
                     }
                 }
-                fft.process_with_scratch(&mut buf[..nb * nu], scratch);
+                for col in buf.chunks_exact_mut(ld).take(nb) {
+                    fft.process_with_scratch(&mut col[..nu], scratch);
+                }
                 let c0 = col_of(y0, ny, nv);
                 if c0 + nb <= nv {
                     // The block's grid columns are contiguous: write a short run per row.
@@ -215,7 +228,7 @@ impl<T: Real> PlaneFft<T> {
                             std::slice::from_raw_parts_mut(out.ptr().add(iu * nv + c0), nb)
                         };
                         for (b, v) in g.iter_mut().enumerate() {
-                            *v = buf[b * nu + iu];
+                            *v = buf[b * ld + iu];
                         }
                     }
                     return;
@@ -227,7 +240,7 @@ impl<T: Real> PlaneFft<T> {
                         // to distinct v columns since npix_y ≤ nv), so tasks never write
                         // the same element; `grid` outlives the parallel loop.
                         unsafe {
-                            *out.ptr().add(iu * nv + col) = buf[b * nu + iu];
+                            *out.ptr().add(iu * nv + col) = buf[b * ld + iu];
                         }
                     }
                 }
