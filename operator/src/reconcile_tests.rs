@@ -572,7 +572,7 @@ async fn a_huge_job_keeps_a_small_status_and_constant_reconcile_cost() {
     let size = crate::status::encoded_size(&st);
     assert!(size < 64 * 1024, "status of {size} bytes");
     assert_eq!(st.stages.len(), plan.stages.len());
-    println!(
+    eprintln!(
         "5500 windows x 10 cycles: {} tasks, {} stages, status {size} bytes",
         plan.total_tasks(),
         plan.stages.len()
