@@ -131,8 +131,7 @@ async fn apply(job: &ImagingJob, ctx: &Context) -> Result<Action> {
         run.finished().await
     } else {
         match run.plan().await {
-            Ok(Some(plan)) => run.drive(&plan).await,
-            Ok(None) => Err(Error::MissingField("plan")),
+            Ok(plan) => run.drive(&plan).await,
             Err(e) => Err(e),
         }
     };
@@ -221,10 +220,10 @@ impl Run<'_> {
 
     /// The job's plan: made and stored on first sight, then read back (once per
     /// operator process) from the output the status records.
-    async fn plan(&mut self) -> Result<Option<Arc<Plan>>> {
+    async fn plan(&mut self) -> Result<Arc<Plan>> {
         if let Some(digest) = self.old.spec_digest.clone() {
             if let Some(p) = self.ctx.cached_plan(&self.uid, &digest) {
-                return Ok(Some(p));
+                return Ok(p);
             }
             let output = self.old.outputs.get("output").cloned().ok_or_else(|| {
                 Error::Plan("status.outputs.output is missing: the job's output is unknown".into())
@@ -234,7 +233,7 @@ impl Run<'_> {
             let plan: Plan = store.get_json(PLAN_KEY).await?;
             let plan = Arc::new(plan);
             self.ctx.cache_plan(&self.uid, &digest, plan.clone());
-            return Ok(Some(plan));
+            return Ok(plan);
         }
         if self.old.phase == JobPhase::Pending {
             self.st.phase = JobPhase::Planning;
@@ -255,7 +254,6 @@ impl Run<'_> {
                 format!("planning the {} pipeline", self.job.spec.pipeline.name()),
             )
             .await;
-            self.old = self.st.clone();
         }
         let spec = &self.job.spec;
         spec.validate()
@@ -300,7 +298,7 @@ impl Run<'_> {
         self.event(EventType::Normal, "Planned", msg).await;
         let plan = Arc::new(plan);
         self.ctx.cache_plan(&self.uid, &digest, plan.clone());
-        Ok(Some(plan))
+        Ok(plan)
     }
 
     /// Observe, advance, act, write the status.
