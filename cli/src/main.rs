@@ -45,6 +45,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(cmd::run::RunArgs),
+    Report(cmd::report::ReportArgs),
     /// Print the ImagingJob CustomResourceDefinition (YAML) for `kubectl apply -f`.
     Crd,
     /// Run one task of a stored job plan (what `aperture run` starts per task).
@@ -69,16 +70,24 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_exit(&e),
     };
-    init_logging(cli.verbose);
+    // `run`, `worker` and `report` set up tracing themselves (OTLP export, span
+    // recording; aperture-telemetry).
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Worker(_) | Command::Report(_)
+    ) {
+        init_logging(cli.verbose);
+    }
     install_panic_hook();
     let ctx = Context {
         progress: Progress::new(cli.quiet),
         command_line: command_line(),
     };
     let result = match &cli.command {
-        Command::Run(args) => cmd::run::run(args, &ctx),
+        Command::Run(args) => cmd::run::run(args, &ctx, cli.verbose),
+        Command::Report(args) => cmd::report::run(args, cli.verbose),
         Command::Crd => cmd::crd::run(),
-        Command::Worker(args) => return ExitCode::from(cmd::run::run_worker(args)),
+        Command::Worker(args) => return ExitCode::from(cmd::run::run_worker(args, cli.verbose)),
         Command::Simulate(args) => cmd::simulate::run(args, &ctx),
         Command::Invert(args) => cmd::invert::run(args, &ctx),
         Command::Predict(args) => cmd::predict::run(args, &ctx),

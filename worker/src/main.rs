@@ -24,13 +24,11 @@ struct Args {
 fn main() -> ExitCode {
     aperture_pipeline::tasks::limit_malloc_arenas();
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Spans: recorded for diagnostics/, exported over OTLP when OTEL_* asks for it.
+    let tel = aperture_telemetry::Telemetry::init(aperture_telemetry::TelemetryConfig::from_env(
+        "aperture-worker",
+        "warn",
+    ));
     let index = match aperture_pipeline::tasks::task_index(args.index) {
         Ok(i) => i,
         Err(e) => {
@@ -52,6 +50,9 @@ fn main() -> ExitCode {
         &args.plan,
         &args.stage,
         index,
+        Some(tel.recorder()),
     ));
+    drop(rt);
+    drop(tel);
     ExitCode::from(code)
 }

@@ -8,5 +8,6 @@ pub mod crd;
 pub mod import;
 pub mod invert;
 pub mod predict;
+pub mod report;
 pub mod run;
 pub mod simulate;

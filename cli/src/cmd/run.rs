@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use aperture_pipeline::executor::{
-    Event, LocalOptions, RunOutcome, prepare, run_local, write_diagnostics,
-};
+use aperture_pipeline::diagnostics::{RunState, RunSummary, Written, write_run_diagnostics};
+use aperture_pipeline::executor::{Event, LocalOptions, RunOutcome, prepare, run_local};
+use aperture_pipeline::plan::Plan;
 use aperture_pipeline::spec::load_job;
+use aperture_pipeline::storage::Store;
+use aperture_telemetry::{Telemetry, TelemetryConfig};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::Instrument;
 
 use crate::common::Context;
 use crate::common::fmt::{Summary, bytes, seconds};
@@ -22,7 +25,8 @@ use crate::common::fmt::{Summary, bytes, seconds};
 /// plan.json to the output, and runs every task as a worker process (`aperture worker`,
 /// or $APERTURE_WORKER, e.g. aperture-worker) with at most --parallel at once. Products
 /// (FITS + PNG) land in <output>/products/, diagnostics (timings.csv, stages.csv,
-/// tasks.csv, trace.json) in <output>/diagnostics/. Interrupted or failed runs resume where they stopped when the
+/// tasks.csv, trace.json, report.html) in <output>/diagnostics/. Spans are exported over
+/// OTLP when OTEL_EXPORTER_OTLP_ENDPOINT or spec.telemetry.otlpEndpoint is set. Interrupted or failed runs resume where they stopped when the
 /// same command is run again; a different manifest on the same output is refused unless
 /// --force.
 #[derive(Debug, Args)]
@@ -59,8 +63,26 @@ fn default_output(name: &str) -> String {
     Path::new("out").join(name).display().to_string()
 }
 
-pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
+/// The log filter for `-v` counts (when RUST_LOG is unset).
+pub fn log_level(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    }
+}
+
+pub fn run(args: &RunArgs, ctx: &Context, verbose: u8) -> Result<()> {
     let job = load_job(&args.job).map_err(|e| anyhow!("{}: {e}", args.job.display()))?;
+    let tel_spec = &job.spec.telemetry;
+    let tel = Telemetry::init(
+        TelemetryConfig::from_env("aperture", log_level(verbose)).with_job_endpoint(
+            tel_spec.otlp_endpoint.as_deref(),
+            tel_spec.protocol.map(|p| p.as_str()),
+        ),
+    );
+    let tel = &tel;
     let name = job.metadata.name.clone().unwrap_or_default();
     let output = args
         .output
@@ -120,7 +142,18 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
         let opts = LocalOptions {
             parallel,
             worker: worker_command()?,
+            env: tel.config().child_env("aperture-worker"),
         };
+        // The driver's own span, under the job span every process derives.
+        let trace = aperture_telemetry::trace_id_for(&plan.trace_key());
+        let run_span = tracing::info_span!("run", job = plan.job.as_str(), parallel);
+        aperture_telemetry::set_remote_parent(
+            &run_span,
+            &aperture_telemetry::traceparent(
+                trace,
+                aperture_telemetry::span_id_for(trace, aperture_telemetry::JOB_SPAN),
+            ),
+        );
         let bar = ctx.progress.enabled().then(|| {
             let target = if std::io::stderr().is_terminal() {
                 ProgressDrawTarget::stderr()
@@ -156,8 +189,10 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
                 }
             }
         })
+        .instrument(run_span.clone())
         .await
         .map_err(|e| anyhow!("{e}"))?;
+        drop(run_span);
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
@@ -167,9 +202,10 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
                 manifests,
                 task_overheads,
             } => {
-                let fig = write_diagnostics(&plan, &out, &manifests, wall_seconds, parallel)
+                let fig = diagnostics(tel, &plan, &out, &manifests, RunState::Succeeded, wall_seconds, parallel)
                     .await
-                    .map_err(|e| anyhow!("writing diagnostics: {e}"))?;
+                    .map_err(|e| anyhow!("writing diagnostics: {e}"))?
+                    .figures;
                 let (_, all) = aperture_pipeline::executor::observe(&plan, &out)
                     .await
                     .map_err(|e| anyhow!("{e}"))?;
@@ -204,32 +240,76 @@ pub fn run(args: &RunArgs, ctx: &Context) -> Result<()> {
                     s.row("restoring beam", format!("{b} (arcsec, arcsec, deg)"));
                 }
                 s.row("products", out.key_url("products/"))
-                    .row("diagnostics", out.key_url("diagnostics/timings.csv"));
+                    .row("diagnostics", out.key_url("diagnostics/report.html"));
                 s.print();
                 Ok(())
             }
             RunOutcome::Failed { reason } => {
-                partial_diagnostics(&plan, &out, parallel, t0).await;
+                let state = RunState::Failed { reason: reason.clone() };
+                partial_diagnostics(tel, &plan, &out, state, parallel, t0).await;
                 bail!("job {} failed: {reason}", plan.job)
             }
             RunOutcome::Interrupted => {
-                partial_diagnostics(&plan, &out, parallel, t0).await;
+                partial_diagnostics(tel, &plan, &out, RunState::Running, parallel, t0).await;
                 bail!("interrupted; finished tasks are kept: run the same command again to resume")
             }
         }
     })
 }
 
-/// Diagnostics of a run that did not finish: the timing table and trace of the tasks
-/// that did (best effort; the run's own error is what gets reported).
+/// Writes the run's diagnostics (with this process's own spans) and exports the job,
+/// stage and stand-in task spans derived from storage, which no worker exported.
+async fn diagnostics(
+    tel: &Telemetry,
+    plan: &Plan,
+    out: &Store,
+    manifests: &[aperture_pipeline::tasks::TaskManifest],
+    state: RunState,
+    wall_seconds: f64,
+    nworkers: usize,
+) -> Result<Written, aperture_pipeline::storage::StorageError> {
+    let (own_spans, _) = tel.recorder().take();
+    let run = RunSummary {
+        state,
+        wall_seconds,
+        nworkers,
+        own_spans,
+        service: tel.config().service_name.clone(),
+    };
+    let written = write_run_diagnostics(plan, out, manifests, run).await?;
+    if tel.exporting() {
+        let derived: Vec<_> = written
+            .spans
+            .iter()
+            .filter(|s| {
+                s.name == "job"
+                    || s.name == "stage"
+                    || s.attr("synthesized") == Some(&aperture_telemetry::AttrValue::Bool(true))
+            })
+            .cloned()
+            .collect();
+        if let Err(e) = tel.emit(&derived) {
+            tracing::warn!("cannot export the job's spans: {e}");
+        }
+    }
+    Ok(written)
+}
+
+/// Diagnostics of a run that did not finish: the timing table, trace and report of the
+/// tasks that did (best effort; the run's own error is what gets reported).
 async fn partial_diagnostics(
-    plan: &aperture_pipeline::plan::Plan,
-    out: &aperture_pipeline::storage::Store,
+    tel: &Telemetry,
+    plan: &Plan,
+    out: &Store,
+    state: RunState,
     workers: usize,
     t0: std::time::Instant,
 ) {
     if let Ok((_, manifests)) = aperture_pipeline::executor::observe(plan, out).await {
-        let _ = write_diagnostics(plan, out, &manifests, t0.elapsed().as_secs_f64(), workers).await;
+        let wall = t0.elapsed().as_secs_f64();
+        if let Err(e) = diagnostics(tel, plan, out, &manifests, state, wall, workers).await {
+            eprintln!("warning: cannot write the diagnostics: {e}");
+        }
     }
 }
 
@@ -245,8 +325,14 @@ pub struct WorkerArgs {
 }
 
 /// Runs one task and returns the worker exit code.
-pub fn run_worker(args: &WorkerArgs) -> u8 {
+pub fn run_worker(args: &WorkerArgs, verbose: u8) -> u8 {
     aperture_pipeline::tasks::limit_malloc_arenas();
+    let level = if verbose == 0 {
+        "warn"
+    } else {
+        log_level(verbose)
+    };
+    let tel = Telemetry::init(TelemetryConfig::from_env("aperture-worker", level));
     let index = match aperture_pipeline::tasks::task_index(args.index) {
         Ok(i) => i,
         Err(e) => {
@@ -262,6 +348,7 @@ pub fn run_worker(args: &WorkerArgs) -> u8 {
             &args.plan,
             &args.stage,
             index,
+            Some(tel.recorder()),
         )),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -130,11 +130,14 @@ impl<T: Real> Prepared<T> {
         tracing::info_span!(
             "gridder",
             op,
-            nu = lay.nu,
-            nv = lay.nv,
-            support = lay.kernel.support,
-            nplanes = lay.nplanes,
-            nvis = self.index.entries.len()
+            // As i64: OpenTelemetry attributes have no unsigned integers.
+            nu = lay.nu as i64,
+            nv = lay.nv as i64,
+            support = lay.kernel.support as i64,
+            nplanes = lay.nplanes as i64,
+            nvis = self.index.entries.len() as i64,
+            grid_seconds = tracing::field::Empty,
+            fft_seconds = tracing::field::Empty,
         )
     }
 
@@ -177,7 +180,7 @@ pub fn invert_raw<T: Real>(
     let keep = |r: usize, c: usize| wgt[r * nchan + c] != 0.0;
     let (prep, mut times) = prepare::<T>(uvw_r, freq_c, geom, req, keep)?;
     let lay = &prep.layout;
-    let _span = prep.span("invert").entered();
+    let span = prep.span("invert").entered();
     let ctx = prep.ctx(uvw_r, freq_c);
     let nv = lay.nv;
     let mut grid = vec![Complex::<T>::zero(); lay.nu * nv];
@@ -188,7 +191,7 @@ pub fn invert_raw<T: Real>(
         let Some((b0, b1)) = prep.bands[plane] else {
             continue;
         };
-        let _p = tracing::debug_span!("plane", plane).entered();
+        let _p = tracing::trace_span!("plane", plane).entered();
         if let Some(r) = dirty_rows.take() {
             grid[r.start * nv..r.end * nv]
                 .par_iter_mut()
@@ -196,7 +199,7 @@ pub fn invert_raw<T: Real>(
         }
         let t = Instant::now();
         {
-            let _g = tracing::trace_span!("grid").entered();
+            let _g = tracing::debug_span!("grid", plane = plane as i64).entered();
             for parity in 0..2 {
                 let off = parity * TILE * nv;
                 grid[off..]
@@ -213,12 +216,16 @@ pub fn invert_raw<T: Real>(
         times.grid += t.elapsed().as_secs_f64();
         let rows = band_rows(lay, b0, b1);
         let t = Instant::now();
-        prep.fft.rows_v(lay, &mut grid, rows.clone(), true);
         if let Some(s) = screens.as_mut() {
+            let _w = tracing::debug_span!("wscreen", plane = plane as i64).entered();
             s.advance_to(lay, plane);
         }
-        prep.fft
-            .columns_to_image(lay, &grid, rows.clone(), screens.as_ref(), &mut acc);
+        {
+            let _f = tracing::debug_span!("fft", plane = plane as i64).entered();
+            prep.fft.rows_v(lay, &mut grid, rows.clone(), true);
+            prep.fft
+                .columns_to_image(lay, &grid, rows.clone(), screens.as_ref(), &mut acc);
+        }
         times.fft += t.elapsed().as_secs_f64();
         dirty_rows = Some(rows);
     }
@@ -227,6 +234,8 @@ pub fn invert_raw<T: Real>(
     apply_correction(lay, &mut acc);
     times.correct = t.elapsed().as_secs_f64();
     times.total = t_start.elapsed().as_secs_f64();
+    span.record("grid_seconds", times.grid);
+    span.record("fft_seconds", times.fft);
     let img = Array2::from_shape_vec((geom.npix_y, geom.npix_x), acc).expect("image shape");
     Ok((img, prep.report(ctx.index.entries.len(), times)))
 }
@@ -249,7 +258,7 @@ pub fn predict_raw<T: Real>(
     }
     let (prep, mut times) = prepare::<T>(uvw_r, freq_c, geom, req, |_, _| true)?;
     let lay = &prep.layout;
-    let _span = prep.span("predict").entered();
+    let span = prep.span("predict").entered();
     let ctx = prep.ctx(uvw_r, freq_c);
     let t = Instant::now();
     let mut img: Vec<f64> = img_yx.iter().copied().collect();
@@ -264,20 +273,24 @@ pub fn predict_raw<T: Real>(
         let Some((b0, b1)) = prep.bands[plane] else {
             continue;
         };
-        let _p = tracing::debug_span!("plane", plane).entered();
+        let _p = tracing::trace_span!("plane", plane).entered();
         let rows = band_rows(lay, b0, b1);
         let t = Instant::now();
         if let Some(s) = screens.as_mut() {
+            let _w = tracing::debug_span!("wscreen", plane = plane as i64).entered();
             s.advance_to(lay, plane);
         }
-        prep.fft
-            .image_to_columns(lay, &img, screens.as_ref(), &mut grid, rows.clone());
-        prep.fft
-            .clear_and_rows_v_forward(lay, &mut grid, rows.clone());
+        {
+            let _f = tracing::debug_span!("fft", plane = plane as i64).entered();
+            prep.fft
+                .image_to_columns(lay, &img, screens.as_ref(), &mut grid, rows.clone());
+            prep.fft
+                .clear_and_rows_v_forward(lay, &mut grid, rows.clone());
+        }
         times.fft += t.elapsed().as_secs_f64();
         let t = Instant::now();
         {
-            let _g = tracing::trace_span!("degrid").entered();
+            let _g = tracing::debug_span!("degrid", plane = plane as i64).entered();
             (b0..=b1).into_par_iter().for_each(|tu| {
                 degrid_band(&ctx, plane, tu, &grid, out_ptr);
             });
@@ -285,5 +298,7 @@ pub fn predict_raw<T: Real>(
         times.grid += t.elapsed().as_secs_f64();
     }
     times.total = t_start.elapsed().as_secs_f64();
+    span.record("grid_seconds", times.grid);
+    span.record("fft_seconds", times.fft);
     Ok((out, prep.report(ctx.index.entries.len(), times)))
 }

@@ -126,7 +126,10 @@ fn with_threads<R: Send>(
         .num_threads(threads)
         .build()
         .map_err(|e| ImagingError::Unsupported(format!("cannot start worker threads: {e}")))?;
-    pool.install(f)
+    // The pool's thread does not inherit the caller's span: enter it there, so the
+    // kernel's phase spans stay children of the task that called them.
+    let parent = tracing::Span::current();
+    pool.install(move || parent.in_scope(f))
 }
 
 fn check_inputs(uvw_r: &[UvwMetres], freq_c: &[f64]) -> Result<(), ImagingError> {

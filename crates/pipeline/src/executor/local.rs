@@ -25,6 +25,8 @@ pub struct LocalOptions {
     /// The worker program and the arguments before `--plan` (e.g. `aperture-worker`, or
     /// `aperture worker`).
     pub worker: Vec<String>,
+    /// Extra environment of every worker (e.g. the OTLP exporter settings).
+    pub env: Vec<(String, String)>,
 }
 
 /// What happened, for progress displays.
@@ -80,9 +82,11 @@ struct Done {
 fn spawn(
     set: &mut JoinSet<Done>,
     opts: &LocalOptions,
+    plan: &Plan,
     plan_url: &str,
     stage: &str,
     index: u32,
+    attempt: u32,
 ) -> std::io::Result<()> {
     let (prog, pre) = opts
         .worker
@@ -98,6 +102,13 @@ fn spawn(
             "--index",
             &index.to_string(),
         ])
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
+        // The task span's parent is its stage span (docs/observability.md).
+        .env(
+            "TRACEPARENT",
+            aperture_telemetry::stage_traceparent(&plan.trace_key(), stage),
+        )
+        .env("APERTURE_ATTEMPT", attempt.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -177,7 +188,12 @@ pub async fn run_local(
                         if set.len() >= parallel {
                             break;
                         }
-                        if let Err(e) = spawn(&mut set, opts, &plan_url, stage, i) {
+                        let attempt = obs
+                            .stages
+                            .get(stage)
+                            .and_then(|o| o.failures.get(&i))
+                            .map_or(1, |f| f + 1);
+                        if let Err(e) = spawn(&mut set, opts, plan, &plan_url, stage, i, attempt) {
                             set.shutdown().await;
                             return Ok(RunOutcome::Failed {
                                 reason: format!("cannot start worker {:?}: {e}", opts.worker),

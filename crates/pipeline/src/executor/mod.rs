@@ -1,13 +1,12 @@
 //! Executors of the job state machine. `prepare` turns a manifest into a stored plan
 //! (shared by every executor); `local` runs the plan's tasks as worker processes.
 
-mod diagnostics;
 mod inline;
 mod local;
 mod observe;
 mod prepare;
 
-pub use diagnostics::{RunFigures, write_diagnostics};
+pub use crate::diagnostics::{RunFigures, write_diagnostics};
 pub use inline::run_inline;
 pub use local::{Event, LocalOptions, RunOutcome, run_local};
 pub use observe::observe;

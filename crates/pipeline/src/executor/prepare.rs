@@ -141,7 +141,7 @@ pub async fn prepare_with(
         Some(v) => v.clone(),
         None => out.child(VIS_KEY).url().to_string(),
     };
-    let plan = make_plan(
+    let mut plan = make_plan(
         &job.spec,
         &facts,
         &PlanOptions {
@@ -150,6 +150,15 @@ pub async fn prepare_with(
             visibilities,
         },
     )?;
+    plan.trace_key = match &job.metadata.uid {
+        Some(uid) if !uid.is_empty() => uid.clone(),
+        _ => format!(
+            "{}:{}:{}",
+            out.url(),
+            plan.job,
+            aperture_telemetry::now_unix_nano()
+        ),
+    };
     out.put_json(PLAN_KEY, &plan).await?;
     Ok((plan, out))
 }

@@ -414,6 +414,7 @@ pub fn make_plan(
         stages,
         est_task_memory_bytes: memory,
         max_attempts: par.max_attempts,
+        trace_key: String::new(),
     })
 }
 

@@ -66,6 +66,22 @@ pub enum TaskKind {
     Predict,
 }
 
+impl TaskKind {
+    /// The kebab-case name, as in plan.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Simulate => "simulate",
+            Self::Weights => "weights",
+            Self::Invert => "invert",
+            Self::Residual => "residual",
+            Self::Reduce => "reduce",
+            Self::Deconvolve => "deconvolve",
+            Self::Restore => "restore",
+            Self::Predict => "predict",
+        }
+    }
+}
+
 /// Where a reduce stage sits in its tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReduceRef {
@@ -134,12 +150,26 @@ pub struct Plan {
     /// Memory of one map task, bytes (grids + one window's data).
     pub est_task_memory_bytes: u64,
     pub max_attempts: u32,
+    /// What the job's trace id derives from (the ImagingJob's uid on Kubernetes, a
+    /// fresh value per local plan); empty in older plans.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trace_key: String,
 }
 
 pub const PLAN_FORMAT: &str = "aperture-plan";
 pub const PLAN_VERSION: u32 = 1;
 
 impl Plan {
+    /// The key the job's trace id and its job/stage span ids derive from
+    /// (`aperture_telemetry::trace_id_for`).
+    pub fn trace_key(&self) -> String {
+        if self.trace_key.is_empty() {
+            format!("{}:{}", self.output, self.spec_digest)
+        } else {
+            self.trace_key.clone()
+        }
+    }
+
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|s| s.name == name)
     }

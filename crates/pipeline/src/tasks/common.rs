@@ -7,6 +7,7 @@ use aperture_imaging::gridder::{GridderOptions, Precision};
 use aperture_imaging::image::ImageGeometry;
 use aperture_imaging::weighting::{WeightingScheme, WeightingSpec};
 use bytes::Bytes;
+use tracing::Instrument;
 
 use super::{Partial, TaskError, TaskManifest};
 use crate::formats::zarr_vis::{VisDataset, open_dataset};
@@ -96,7 +97,11 @@ impl TaskEnv {
         m: &mut TaskManifest,
     ) -> Result<Partial, TaskError> {
         let t = Instant::now();
-        let bytes = self.out.get(key).await?;
+        let bytes = self
+            .out
+            .get(key)
+            .instrument(tracing::info_span!("read", key))
+            .await?;
         m.bytes_in += bytes.len() as u64;
         let p = Partial::from_bytes(&bytes, &self.out.key_url(key))?;
         m.read_seconds += t.elapsed().as_secs_f64();
@@ -112,10 +117,11 @@ impl TaskEnv {
         let t = Instant::now();
         let bytes = Bytes::from(p.to_bytes());
         m.bytes_out += bytes.len() as u64;
+        let span = tracing::info_span!("write", key, bytes = bytes.len() as i64);
         if bytes.len() > 64 << 20 {
-            self.out.put_large(key, bytes).await?;
+            self.out.put_large(key, bytes).instrument(span).await?;
         } else {
-            self.out.put(key, bytes).await?;
+            self.out.put(key, bytes).instrument(span).await?;
         }
         m.write_seconds += t.elapsed().as_secs_f64();
         Ok(())

@@ -30,6 +30,12 @@ pub struct TaskManifest {
     /// Peak resident set size of the worker process, bytes (0 if unknown).
     pub peak_rss_bytes: u64,
     pub pid: u32,
+    /// Host (pod name on Kubernetes) that ran the task; empty in older manifests.
+    #[serde(default)]
+    pub host: String,
+    /// Attempt number (1 = first run of this index).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// Task-kind findings (e.g. a deconvolution's peaks and whether the job converged).
     #[serde(default)]
     pub result: serde_json::Map<String, serde_json::Value>,
@@ -57,6 +63,8 @@ impl TaskManifest {
             visibilities: 0,
             peak_rss_bytes: 0,
             pid: std::process::id(),
+            host: host_name(),
+            attempt: 1,
             result: Default::default(),
             t0: Some(Instant::now()),
         }
@@ -72,6 +80,20 @@ impl TaskManifest {
     pub fn set(&mut self, key: &str, v: impl Into<serde_json::Value>) {
         self.result.insert(key.to_string(), v.into());
     }
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// This machine's (or pod's) name: `HOSTNAME`, else the kernel's hostname.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Peak resident set size of this process (VmHWM from /proc/self/status), bytes.

@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use aperture_imaging::calib::{
     ApplyMode, NormalEquations, SolutionType, SolveSpec, WeightUpdate, apply_gains, solve,
 };
@@ -142,112 +144,125 @@ pub async fn run(
     let mut shard_tables = Vec::new();
     let ds = env.dataset().await?;
     for w in env.plan.shards[index as usize].window_range() {
-        let span = tracing::info_span!("window", w);
-        let _g = span.enter();
-        let t = Instant::now();
-        let mut block = ds.read_window(w as usize).await?;
-        m.read_seconds += t.elapsed().as_secs_f64();
-        m.bytes_in += (block.n_vis() * 13) as u64;
-        let t = Instant::now();
-        let what = format!("window {w}");
-        let (wgt_rc, _) = match &density {
-            Some(d) => imaging_weights_with_density(&block, d, &wspec),
-            None => imaging_weights(&block, &geom, &wspec),
-        }
-        .map_err(|e| kernel(&what, e))?;
-        let x = mom.x(mean_freq(&block));
-        // The residual, when there is a model (else the data are imaged as they are).
-        let mut residual_rc = None;
-        if let Some(model) = &model {
-            let img = model_at(model, x);
-            let (mvis_rc, _) = predict(&block.uvw_r, &block.freq_c, img.view(), &geom, &opts)
-                .map_err(|e| kernel(&format!("{what}: predict"), e))?;
-            if terms.contains(&SolutionTerm::T) {
-                let spec = solve_spec(env, SolutionTerm::T, n_ant);
-                let data_w = block.effective_weight_rc();
-                let ne = NormalEquations::accumulate(&block, mvis_rc.view(), data_w.view(), &spec)
-                    .map_err(|e| kernel(&format!("{what}: T normal equations"), e))?;
-                match &mut neq_t {
-                    Some(acc) => acc.add(&ne).map_err(|e| kernel(&what, e))?,
-                    None => neq_t = Some(ne),
+        let span = tracing::info_span!("window", window = i64::from(w));
+        async {
+            let t = Instant::now();
+            let mut block = ds
+                .read_window(w as usize)
+                .instrument(tracing::info_span!("read", window = i64::from(w)))
+                .await?;
+            m.read_seconds += t.elapsed().as_secs_f64();
+            m.bytes_in += (block.n_vis() * 13) as u64;
+            let t = Instant::now();
+            let what = format!("window {w}");
+            let (wgt_rc, _) = tracing::info_span!("weights")
+                .in_scope(|| match &density {
+                    Some(d) => imaging_weights_with_density(&block, d, &wspec),
+                    None => imaging_weights(&block, &geom, &wspec),
+                })
+                .map_err(|e| kernel(&what, e))?;
+            let x = mom.x(mean_freq(&block));
+            // The residual, when there is a model (else the data are imaged as they are).
+            let mut residual_rc = None;
+            if let Some(model) = &model {
+                let img = model_at(model, x);
+                let (mvis_rc, _) = predict(&block.uvw_r, &block.freq_c, img.view(), &geom, &opts)
+                    .map_err(|e| kernel(&format!("{what}: predict"), e))?;
+                let solve_span = tracing::info_span!("solve", terms = ?terms);
+                let _solve = solve_span.enter();
+                if terms.contains(&SolutionTerm::T) {
+                    let spec = solve_spec(env, SolutionTerm::T, n_ant);
+                    let data_w = block.effective_weight_rc();
+                    let ne =
+                        NormalEquations::accumulate(&block, mvis_rc.view(), data_w.view(), &spec)
+                            .map_err(|e| kernel(&format!("{what}: T normal equations"), e))?;
+                    match &mut neq_t {
+                        Some(acc) => acc.add(&ne).map_err(|e| kernel(&what, e))?,
+                        None => neq_t = Some(ne),
+                    }
+                }
+                if let Some((_, table)) = &global {
+                    apply_gains(&mut block, table, ApplyMode::Correct, WeightUpdate::Keep)
+                        .map_err(|e| kernel(&format!("{what}: apply T gains"), e))?;
+                }
+                for term in terms.iter().filter(|t| **t != SolutionTerm::T) {
+                    let spec = solve_spec(env, *term, n_ant);
+                    let data_w = block.effective_weight_rc();
+                    let ne =
+                        NormalEquations::accumulate(&block, mvis_rc.view(), data_w.view(), &spec)
+                            .map_err(|e| kernel(&format!("{what}: {term:?} normal equations"), e))?;
+                    let table = solve(&ne, &spec)
+                        .map_err(|e| kernel(&format!("{what}: {term:?} solve"), e))?;
+                    apply_gains(&mut block, &table, ApplyMode::Correct, WeightUpdate::Keep)
+                        .map_err(|e| kernel(&format!("{what}: apply {term:?} gains"), e))?;
+                    shard_tables.push(serde_json::json!({
+                        "window": w,
+                        "term": format!("{term:?}"),
+                        "flagged": table.n_flagged(),
+                        "gains": (0..table.n_ant).map(|a| {
+                            let g = table.gains[[0, a, 0]];
+                            [g.re, g.im]
+                        }).collect::<Vec<_>>(),
+                    }));
+                }
+                drop(_solve);
+                residual_rc = Some(&block.vis_rc - &mvis_rc);
+            }
+            // Data weights after calibration: flags it set zero the imaging weight too.
+            let eff = block.effective_weight_rc();
+            if let Some(r_rc) = &residual_rc {
+                for ((r, v), e) in r_rc.iter().zip(block.vis_rc.iter()).zip(&eff) {
+                    if *e > 0.0 {
+                        chi2_after += e * r.norm_sqr();
+                        chi2_before += e * v.norm_sqr();
+                    }
                 }
             }
-            if let Some((_, table)) = &global {
-                apply_gains(&mut block, table, ApplyMode::Correct, WeightUpdate::Keep)
-                    .map_err(|e| kernel(&format!("{what}: apply T gains"), e))?;
-            }
-            for term in terms.iter().filter(|t| **t != SolutionTerm::T) {
-                let spec = solve_spec(env, *term, n_ant);
-                let data_w = block.effective_weight_rc();
-                let ne = NormalEquations::accumulate(&block, mvis_rc.view(), data_w.view(), &spec)
-                    .map_err(|e| kernel(&format!("{what}: {term:?} normal equations"), e))?;
-                let table =
-                    solve(&ne, &spec).map_err(|e| kernel(&format!("{what}: {term:?} solve"), e))?;
-                apply_gains(&mut block, &table, ApplyMode::Correct, WeightUpdate::Keep)
-                    .map_err(|e| kernel(&format!("{what}: apply {term:?} gains"), e))?;
-                shard_tables.push(serde_json::json!({
-                    "window": w,
-                    "term": format!("{term:?}"),
-                    "flagged": table.n_flagged(),
-                    "gains": (0..table.n_ant).map(|a| {
-                        let g = table.gains[[0, a, 0]];
-                        [g.re, g.im]
-                    }).collect::<Vec<_>>(),
-                }));
-            }
-            residual_rc = Some(&block.vis_rc - &mvis_rc);
-        }
-        // Data weights after calibration: flags it set zero the imaging weight too.
-        let eff = block.effective_weight_rc();
-        if let Some(r_rc) = &residual_rc {
-            for ((r, v), e) in r_rc.iter().zip(block.vis_rc.iter()).zip(&eff) {
-                if *e > 0.0 {
-                    chi2_after += e * r.norm_sqr();
-                    chi2_before += e * v.norm_sqr();
-                }
-            }
-        }
-        let wgt_rc = &wgt_rc * &eff.mapv(|e| if e > 0.0 { 1.0 } else { 0.0 });
-        let vis_rc = residual_rc.as_ref().unwrap_or(&block.vis_rc);
-        let (dirty_yx, _) = invert(
-            &block.uvw_r,
-            &block.freq_c,
-            vis_rc.view(),
-            wgt_rc.view(),
-            &geom,
-            &opts,
-        )
-        .map_err(|e| kernel(&format!("{what}: invert"), e))?;
-        let mut xt = 1.0;
-        for t in 0..mom.nmoment {
-            if let Some(a) = part.arrays.get_mut(&Moments::dirty_name(t)) {
-                a.scaled_add(xt, &dirty_yx);
-            }
-            xt *= x;
-        }
-        if !residual {
-            let ones = Array2::from_elem(wgt_rc.dim(), Complex64::new(1.0, 0.0));
-            let (psf_yx, _) = invert(
+            let wgt_rc = &wgt_rc * &eff.mapv(|e| if e > 0.0 { 1.0 } else { 0.0 });
+            let vis_rc = residual_rc.as_ref().unwrap_or(&block.vis_rc);
+            let (dirty_yx, _) = invert(
                 &block.uvw_r,
                 &block.freq_c,
-                ones.view(),
+                vis_rc.view(),
                 wgt_rc.view(),
                 &geom,
                 &opts,
             )
-            .map_err(|e| kernel(&format!("{what}: PSF"), e))?;
-            let mut xk = 1.0;
-            for k in 0..mom.n_psf() {
-                if let Some(a) = part.arrays.get_mut(&Moments::psf_name(k)) {
-                    a.scaled_add(xk, &psf_yx);
+            .map_err(|e| kernel(&format!("{what}: invert"), e))?;
+            let mut xt = 1.0;
+            for t in 0..mom.nmoment {
+                if let Some(a) = part.arrays.get_mut(&Moments::dirty_name(t)) {
+                    a.scaled_add(xt, &dirty_yx);
                 }
-                xk *= x;
+                xt *= x;
             }
+            if !residual {
+                let ones = Array2::from_elem(wgt_rc.dim(), Complex64::new(1.0, 0.0));
+                let (psf_yx, _) = invert(
+                    &block.uvw_r,
+                    &block.freq_c,
+                    ones.view(),
+                    wgt_rc.view(),
+                    &geom,
+                    &opts,
+                )
+                .map_err(|e| kernel(&format!("{what}: PSF"), e))?;
+                let mut xk = 1.0;
+                for k in 0..mom.n_psf() {
+                    if let Some(a) = part.arrays.get_mut(&Moments::psf_name(k)) {
+                        a.scaled_add(xk, &psf_yx);
+                    }
+                    xk *= x;
+                }
+            }
+            sumwt += wgt_rc.sum();
+            m.compute_seconds += t.elapsed().as_secs_f64();
+            m.windows += 1;
+            m.visibilities += block.n_vis() as u64;
+            Ok::<(), TaskError>(())
         }
-        sumwt += wgt_rc.sum();
-        m.compute_seconds += t.elapsed().as_secs_f64();
-        m.windows += 1;
-        m.visibilities += block.n_vis() as u64;
+        .instrument(span)
+        .await?;
     }
     part.scalars.insert("sumwt".into(), sumwt);
     if residual {

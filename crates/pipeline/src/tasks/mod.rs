@@ -13,16 +13,19 @@ mod predict;
 mod reduce;
 mod restore;
 mod simulate;
+mod spans;
 mod weights;
 
 pub use common::{TaskEnv, load_plan};
 pub use gains::StoredGains;
-pub use manifest::{TaskManifest, peak_rss_bytes};
+pub use manifest::{TaskManifest, host_name, peak_rss_bytes};
 pub use moments::Moments;
 pub use partial::Partial;
 pub use predict::PREDICTED_KEY;
+pub use spans::{SPANS_PREFIX, span_key};
 
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::FormatError;
 use crate::plan::{Plan, TaskKind};
@@ -73,9 +76,46 @@ impl From<FormatError> for TaskError {
     }
 }
 
+/// The span of one task attempt; [`run_task_in`] and [`worker_main`] fill in its
+/// attributes (the names a person filters on in a trace viewer; docs/observability.md).
+pub fn task_span(stage: &str, index: u32, attempt: u32) -> tracing::Span {
+    use tracing::field::Empty;
+    tracing::info_span!(
+        "task",
+        stage,
+        // Integers as i64: tracing-opentelemetry records unsigned fields as strings.
+        shard = i64::from(index),
+        attempt = i64::from(attempt),
+        job = Empty,
+        kind = Empty,
+        cycle = Empty,
+        windows = Empty,
+        visibilities = Empty,
+        npix = Empty,
+        wplanes = Empty,
+        bytes_read = Empty,
+        bytes_written = Empty,
+        peak_rss_bytes = Empty,
+        exit_code = Empty,
+        host = Empty,
+    )
+}
+
 /// Runs task `index` of `stage` and writes its manifest (last). Re-running a task that
 /// is already done rewrites identical outputs.
 pub async fn run_task(env: &TaskEnv, stage: &str, index: u32) -> Result<TaskManifest, TaskError> {
+    let span = task_span(stage, index, 1);
+    run_task_in(env, stage, index, 1, &span).await
+}
+
+/// [`run_task`] inside `span` (made by [`task_span`]), for attempt `attempt`.
+pub async fn run_task_in(
+    env: &TaskEnv,
+    stage: &str,
+    index: u32,
+    attempt: u32,
+    span: &tracing::Span,
+) -> Result<TaskManifest, TaskError> {
     let st = env
         .plan
         .stage(stage)
@@ -87,22 +127,39 @@ pub async fn run_task(env: &TaskEnv, stage: &str, index: u32) -> Result<TaskMani
             st.tasks
         )));
     }
-    let span = tracing::info_span!("task", stage = %stage, index, kind = ?st.kind);
-    let _guard = span.enter();
-    let mut m = TaskManifest::start(&st, index);
-    match st.kind {
-        TaskKind::Simulate => simulate::run(env, &st, index, &mut m).await?,
-        TaskKind::Weights => weights::run(env, &st, index, &mut m).await?,
-        TaskKind::Invert | TaskKind::Residual => map::run(env, &st, index, &mut m).await?,
-        TaskKind::Reduce => reduce::run(env, &st, index, &mut m).await?,
-        TaskKind::Deconvolve => deconvolve::run(env, &st, index, &mut m).await?,
-        TaskKind::Restore => restore::run(env, &st, index, &mut m).await?,
-        TaskKind::Predict => predict::run(env, &st, index, &mut m).await?,
-    }
-    m.finish();
-    env.out
-        .put_json(&Plan::manifest_key(stage, index), &m)
-        .await?;
+    span.record("job", env.plan.job.as_str());
+    span.record("kind", st.kind.name());
+    span.record("cycle", i64::from(st.cycle));
+    span.record("npix", i64::from(env.plan.image.npix));
+    span.record("wplanes", i64::from(env.plan.image.grid_planes));
+    let body = async {
+        let mut m = TaskManifest::start(&st, index);
+        m.attempt = attempt;
+        match st.kind {
+            TaskKind::Simulate => simulate::run(env, &st, index, &mut m).await?,
+            TaskKind::Weights => weights::run(env, &st, index, &mut m).await?,
+            TaskKind::Invert | TaskKind::Residual => map::run(env, &st, index, &mut m).await?,
+            TaskKind::Reduce => reduce::run(env, &st, index, &mut m).await?,
+            TaskKind::Deconvolve => deconvolve::run(env, &st, index, &mut m).await?,
+            TaskKind::Restore => restore::run(env, &st, index, &mut m).await?,
+            TaskKind::Predict => predict::run(env, &st, index, &mut m).await?,
+        }
+        m.finish();
+        let key = Plan::manifest_key(stage, index);
+        env.out
+            .put_json(&key, &m)
+            .instrument(tracing::info_span!("write", key = key.as_str()))
+            .await?;
+        Ok::<_, TaskError>(m)
+    };
+    let m = body.instrument(span.clone()).await?;
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    span.record("windows", i64::from(m.windows));
+    span.record("visibilities", int(m.visibilities));
+    span.record("bytes_read", int(m.bytes_in));
+    span.record("bytes_written", int(m.bytes_out));
+    span.record("peak_rss_bytes", int(m.peak_rss_bytes));
+    span.record("host", m.host.as_str());
     Ok(m)
 }
 
@@ -121,27 +178,69 @@ pub fn limit_malloc_arenas() {
     }
 }
 
-/// What a worker process does: load the plan, run one task, print a one-line error on
-/// failure. Returns the process exit code (0, [`EXIT_RETRYABLE`] or [`EXIT_PERMANENT`]).
-pub async fn worker_main(plan_url: &str, stage: &str, index: u32) -> u8 {
+/// The attempt number of this worker process: `APERTURE_ATTEMPT` (set by the local
+/// executor) or, on Kubernetes, one more than `APERTURE_INDEX_FAILURES` (the pod's
+/// `batch.kubernetes.io/job-index-failure-count` annotation through the downward API).
+pub fn attempt_from_env() -> u32 {
+    let num = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
+    num("APERTURE_ATTEMPT")
+        .filter(|a| *a >= 1)
+        .or_else(|| num("APERTURE_INDEX_FAILURES").map(|f| f.saturating_add(1)))
+        .unwrap_or(1)
+}
+
+/// What a worker process does: load the plan, run one task inside its `task` span
+/// (parented under `TRACEPARENT`, the stage span, when set), print a one-line error on
+/// failure, and store the spans `recorder` holds for the job's trace. Returns the
+/// process exit code (0, [`EXIT_RETRYABLE`] or [`EXIT_PERMANENT`]).
+pub async fn worker_main(
+    plan_url: &str,
+    stage: &str,
+    index: u32,
+    recorder: Option<&aperture_telemetry::Recorder>,
+) -> u8 {
+    let attempt = attempt_from_env();
+    let span = task_span(stage, index, attempt);
+    if let Ok(tp) = std::env::var("TRACEPARENT")
+        && !aperture_telemetry::set_remote_parent(&span, &tp)
+    {
+        tracing::warn!("TRACEPARENT={tp:?} is not a W3C traceparent; starting a new trace");
+    }
+    let mut out = None;
     let result = async {
         let env = load_plan(plan_url).await?;
+        out = Some(env.out.clone());
         // A manifest present = task done (DESIGN.md, "Tasks are idempotent"): a
         // re-created Kubernetes Job re-runs every index, and the done ones end here.
         if env.out.exists(&Plan::manifest_key(stage, index)).await? {
             tracing::info!(stage, index, "task already done (manifest present)");
-            return Ok(());
+            return Ok(false);
         }
-        run_task(&env, stage, index).await.map(|_| ())
+        run_task_in(&env, stage, index, attempt, &tracing::Span::current())
+            .await
+            .map(|_| true)
     }
+    .instrument(span.clone())
     .await;
-    match result {
-        Ok(_) => 0,
+    let (code, ran) = match result {
+        Ok(ran) => (0, ran),
         Err(e) => {
-            eprintln!("error: task {stage}/{index}: {e}");
-            e.exit_code()
+            let msg = format!("task {stage}/{index}: {e}");
+            aperture_telemetry::set_error(&span, &msg);
+            eprintln!("error: {msg}");
+            (e.exit_code(), true)
         }
+    };
+    span.record("exit_code", i64::from(code));
+    drop(span);
+    if let (Some(rec), Some(out), true) = (recorder, out, ran) {
+        spans::store(&out, rec, stage, index, attempt).await;
     }
+    code
 }
 
 /// The task index from `--index` or, for Kubernetes Indexed Jobs, `JOB_COMPLETION_INDEX`.

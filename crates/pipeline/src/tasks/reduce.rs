@@ -19,7 +19,8 @@ pub async fn run(
     for key in env.plan.reduce_inputs(&r.tree, r.level, r.inputs, index) {
         let p = env.read_partial(&key, m).await?;
         let t = Instant::now();
-        acc.add(&p, &env.out.key_url(&key))?;
+        tracing::info_span!("reduce", input = %key)
+            .in_scope(|| acc.add(&p, &env.out.key_url(&key)))?;
         m.compute_seconds += t.elapsed().as_secs_f64();
     }
     env.write_partial(&Plan::reduce_key(&r.tree, r.level, index), &acc, m)

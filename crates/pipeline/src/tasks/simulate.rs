@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use aperture_imaging::coords::RaDec;
 use aperture_imaging::sim::freq::FrequencySetup;
 use aperture_imaging::sim::rng::Rng;
@@ -114,34 +116,39 @@ pub async fn run(
     m.write_seconds += tw.elapsed().as_secs_f64();
     let shard = env.plan.shards[index as usize];
     for w in shard.window_range() {
-        let span = tracing::info_span!("window", w);
-        let _g = span.enter();
-        let t = Instant::now();
-        let wm = &ds.meta().windows[w as usize];
-        let noise_seed = sim.seed.wrapping_add(1 + u64::from(w));
-        let mut block = simulate_block(
-            &config,
-            centre,
-            &ha,
-            &wm.freq_hz,
-            &sky,
-            sim.noise_jy,
-            noise_seed,
-        )
-        .map_err(|e| kernel(&format!("simulate window {w}"), e))?;
-        if sim.gain_phase_rms_deg > 0.0 || sim.gain_amplitude_rms > 0.0 {
-            for (r, mut row) in block.vis_rc.rows_mut().into_iter().enumerate() {
-                let g = gains[block.ant1_r[r] as usize] * gains[block.ant2_r[r] as usize].conj();
-                row.mapv_inplace(|v| v * g);
+        let span = tracing::info_span!("window", window = i64::from(w));
+        async {
+            let t = Instant::now();
+            let wm = &ds.meta().windows[w as usize];
+            let noise_seed = sim.seed.wrapping_add(1 + u64::from(w));
+            let mut block = simulate_block(
+                &config,
+                centre,
+                &ha,
+                &wm.freq_hz,
+                &sky,
+                sim.noise_jy,
+                noise_seed,
+            )
+            .map_err(|e| kernel(&format!("simulate window {w}"), e))?;
+            if sim.gain_phase_rms_deg > 0.0 || sim.gain_amplitude_rms > 0.0 {
+                for (r, mut row) in block.vis_rc.rows_mut().into_iter().enumerate() {
+                    let g =
+                        gains[block.ant1_r[r] as usize] * gains[block.ant2_r[r] as usize].conj();
+                    row.mapv_inplace(|v| v * g);
+                }
             }
+            m.compute_seconds += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            ds.write_window(w as usize, &block).await?;
+            m.write_seconds += t.elapsed().as_secs_f64();
+            m.windows += 1;
+            m.visibilities += block.n_vis() as u64;
+            m.bytes_out += (block.n_vis() * 13) as u64;
+            Ok::<(), TaskError>(())
         }
-        m.compute_seconds += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        ds.write_window(w as usize, &block).await?;
-        m.write_seconds += t.elapsed().as_secs_f64();
-        m.windows += 1;
-        m.visibilities += block.n_vis() as u64;
-        m.bytes_out += (block.n_vis() * 13) as u64;
+        .instrument(span)
+        .await?;
     }
     Ok(())
 }
