@@ -47,6 +47,9 @@ pub struct TelemetryConfig {
     pub timeout: Duration,
     /// Log filter when `RUST_LOG` is unset (e.g. "warn" for workers, "info" for the CLI).
     pub default_log: String,
+    /// DEBUG (per-w-plane phase) spans this process records at most
+    /// (`APERTURE_TRACE_PHASE_SPANS`, default [`crate::DEFAULT_PHASE_SPANS`]).
+    pub phase_span_budget: u64,
     /// Why a configured value was not usable (reported once by `init`).
     pub problems: Vec<String>,
 }
@@ -121,7 +124,18 @@ impl TelemetryConfig {
             })
             .unwrap_or_else(|| default_service.to_string());
         resource.retain(|(k, _)| k != "service.name");
+        let phase_span_budget = match get("APERTURE_TRACE_PHASE_SPANS") {
+            None => crate::DEFAULT_PHASE_SPANS,
+            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+                problems.push(format!(
+                    "APERTURE_TRACE_PHASE_SPANS={v:?} is not a count; using {}",
+                    crate::DEFAULT_PHASE_SPANS
+                ));
+                crate::DEFAULT_PHASE_SPANS
+            }),
+        };
         Self {
+            phase_span_budget,
             service_name,
             endpoint,
             protocol,
@@ -160,6 +174,12 @@ impl TelemetryConfig {
             env.push((
                 "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT".into(),
                 self.timeout.as_millis().to_string(),
+            ));
+        }
+        if self.phase_span_budget != crate::DEFAULT_PHASE_SPANS {
+            env.push((
+                "APERTURE_TRACE_PHASE_SPANS".into(),
+                self.phase_span_budget.to_string(),
             ));
         }
         if !self.resource.is_empty() {

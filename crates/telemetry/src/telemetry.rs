@@ -23,7 +23,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
 use crate::TelemetryError;
-use crate::budget::{DEFAULT_PHASE_SPANS, PhaseBudget, SpanFilter};
+use crate::budget::{PhaseBudget, SpanFilter};
 use crate::config::TelemetryConfig;
 use crate::export::{ExportHealth, Exporter, build};
 use crate::ids::{FixedIdGenerator, remote_context, with_fixed_ids};
@@ -95,12 +95,8 @@ impl Telemetry {
         }
         let provider = builder.build();
         let tracer = provider.tracer("aperture");
-        let limit = std::env::var("APERTURE_TRACE_PHASE_SPANS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_PHASE_SPANS);
         Self {
-            budget: PhaseBudget::new(limit),
+            budget: PhaseBudget::new(config.phase_span_budget),
             provider,
             tracer,
             recorder,

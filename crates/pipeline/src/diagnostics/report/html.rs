@@ -274,11 +274,11 @@ fn stages_section(out: &mut String, r: &Report<'_>) {
             ],
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
         "</tbody></table><p class=\"hint\">Flags: <em>too small</em> when the median task is under \
          {TOO_SMALL_SECONDS} s (DESIGN.md's 1–100 s band); <em>imbalanced</em> when the slowest task \
-         takes over {IMBALANCE_LIMIT}× the median.</p></section>\n"
+         takes over {IMBALANCE_LIMIT}× the median.</p></section>"
     );
 }
 
@@ -400,11 +400,11 @@ fn data_section(out: &mut String, r: &Report<'_>) {
 
 fn memory_section(out: &mut String, r: &Report<'_>) {
     let est = r.view.plan.est_task_memory_bytes;
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<section id=\"memory\"><h2>Peak memory per task</h2><p>Peak resident set size of each \
          committed task's worker process, largest first, against the planner's estimate of \
-         {} for one map task (dashed line).</p><div id=\"memory-chart\"></div>\n",
+         {} for one map task (dashed line).</p><div id=\"memory-chart\"></div>",
         bytes(est)
     );
     if r.by_memory.is_empty() {
@@ -537,13 +537,13 @@ fn params_section(out: &mut String, r: &Report<'_>) {
         ("Spec digest", html(&p.spec_digest)),
     ];
     for (k, v) in kv {
-        let _ = write!(out, "<tr><th>{k}</th><td>{v}</td></tr>\n");
+        let _ = writeln!(out, "<tr><th>{k}</th><td>{v}</td></tr>");
     }
     let spec = serde_json::to_string_pretty(&p.spec)
         .unwrap_or_else(|e| format!("(spec not serialisable: {e})"));
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</tbody></table><h3>ImagingJob spec</h3><pre id=\"spec\">{}</pre></section>\n",
+        "</tbody></table><h3>ImagingJob spec</h3><pre id=\"spec\">{}</pre></section>",
         html(&spec)
     );
 }
