@@ -269,6 +269,19 @@ async fn diagnostics(
     nworkers: usize,
 ) -> Result<Written, aperture_pipeline::storage::StorageError> {
     let (own_spans, _) = tel.recorder().take();
+    // Stored beside the workers' spans, so `aperture report` and a resumed run still find
+    // this run's spans when they rewrite trace.json.
+    if let Some(r) = own_spans.iter().find(|s| s.name == "run") {
+        let key = format!(
+            "{}run-{}.json",
+            aperture_pipeline::tasks::SPANS_PREFIX,
+            r.span_id
+        );
+        let doc = aperture_telemetry::to_otlp_json(&own_spans);
+        if let Err(e) = out.put_json(&key, &doc).await {
+            tracing::warn!("cannot store the run's spans at {}: {e}", out.key_url(&key));
+        }
+    }
     let run = RunSummary {
         state,
         wall_seconds,
@@ -278,16 +291,7 @@ async fn diagnostics(
     };
     let written = write_run_diagnostics(plan, out, manifests, run).await?;
     if tel.exporting() {
-        let derived: Vec<_> = written
-            .spans
-            .iter()
-            .filter(|s| {
-                s.name == "job"
-                    || s.name == "stage"
-                    || s.attr("synthesized") == Some(&aperture_telemetry::AttrValue::Bool(true))
-            })
-            .cloned()
-            .collect();
+        let derived = aperture_pipeline::diagnostics::derived(&written.spans);
         if let Err(e) = tel.emit(&derived) {
             tracing::warn!("cannot export the job's spans: {e}");
         }

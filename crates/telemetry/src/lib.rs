@@ -24,7 +24,7 @@ pub use ids::{
 };
 pub use record::{AttrValue, STATUS_ERROR, SpanRecord, from_otlp_json, to_otlp_json};
 pub use recorder::{MAX_RECORDED_SPANS, Recorder};
-pub use telemetry::{Telemetry, now_unix_nano, set_error, set_remote_parent};
+pub use telemetry::{Telemetry, emit_global, now_unix_nano, set_error, set_remote_parent};
 
 /// Why telemetry could not be set up or a span document not read.
 #[derive(Debug, Error)]

@@ -145,7 +145,11 @@ impl Telemetry {
             )
             .with(self.layer())
             .try_init()
-            .map_err(|_| TelemetryError::AlreadyInstalled)
+            .map_err(|_| TelemetryError::AlreadyInstalled)?;
+        // For [`emit_global`]: code far from `main` (the operator's reconcile) exports
+        // its derived spans through the installed provider.
+        opentelemetry::global::set_tracer_provider(self.provider.clone());
+        Ok(())
     }
 
     pub fn config(&self) -> &TelemetryConfig {
@@ -176,52 +180,7 @@ impl Telemetry {
     /// spans a run derives from its task manifests): they are exported and recorded
     /// like any other span.
     pub fn emit(&self, spans: &[SpanRecord]) -> Result<(), TelemetryError> {
-        for r in spans {
-            let bad = |reason: &str| TelemetryError::BadSpan {
-                name: r.name.clone(),
-                reason: reason.to_string(),
-            };
-            let trace = TraceId::from_hex(&r.trace_id).map_err(|_| bad("traceId is not hex"))?;
-            let id = SpanId::from_hex(&r.span_id).map_err(|_| bad("spanId is not hex"))?;
-            let parent_cx = if r.parent_span_id.is_empty() {
-                Context::new()
-            } else {
-                let p = SpanId::from_hex(&r.parent_span_id)
-                    .map_err(|_| bad("parentSpanId is not hex"))?;
-                Context::new().with_remote_span_context(SpanContext::new(
-                    trace,
-                    p,
-                    TraceFlags::SAMPLED,
-                    true,
-                    TraceState::default(),
-                ))
-            };
-            let attrs: Vec<KeyValue> = r
-                .attributes
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), otel_value(v)))
-                .collect();
-            let builder = self
-                .tracer
-                .span_builder(r.name.clone())
-                .with_kind(SpanKind::Internal)
-                .with_start_time(UNIX_EPOCH + Duration::from_nanos(r.start_unix_nano))
-                .with_attributes(attrs);
-            let mut span = with_fixed_ids(trace, id, || {
-                self.tracer.build_with_context(builder, &parent_cx)
-            });
-            if r.status_code == STATUS_ERROR {
-                opentelemetry::trace::Span::set_status(
-                    &mut span,
-                    Status::error(r.status_message.clone()),
-                );
-            }
-            opentelemetry::trace::Span::end_with_timestamp(
-                &mut span,
-                UNIX_EPOCH + Duration::from_nanos(r.end_unix_nano),
-            );
-        }
-        Ok(())
+        emit_with(&self.tracer, spans)
     }
 
     /// Sends what is queued (bounded by the export timeout).
@@ -271,4 +230,57 @@ pub fn now_unix_nano() -> u64 {
 /// Marks `span` as failed with `message` (OTLP status ERROR).
 pub fn set_error(span: &tracing::Span, message: &str) {
     span.set_status(Status::error(message.to_string()));
+}
+
+/// [`Telemetry::emit`] through `tracer`.
+fn emit_with<T: Tracer>(tracer: &T, spans: &[SpanRecord]) -> Result<(), TelemetryError> {
+    for r in spans {
+        let bad = |reason: &str| TelemetryError::BadSpan {
+            name: r.name.clone(),
+            reason: reason.to_string(),
+        };
+        let trace = TraceId::from_hex(&r.trace_id).map_err(|_| bad("traceId is not hex"))?;
+        let id = SpanId::from_hex(&r.span_id).map_err(|_| bad("spanId is not hex"))?;
+        let parent_cx = if r.parent_span_id.is_empty() {
+            Context::new()
+        } else {
+            let p =
+                SpanId::from_hex(&r.parent_span_id).map_err(|_| bad("parentSpanId is not hex"))?;
+            Context::new().with_remote_span_context(SpanContext::new(
+                trace,
+                p,
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::default(),
+            ))
+        };
+        let attrs: Vec<KeyValue> = r
+            .attributes
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), otel_value(v)))
+            .collect();
+        let builder = tracer
+            .span_builder(r.name.clone())
+            .with_kind(SpanKind::Internal)
+            .with_start_time(UNIX_EPOCH + Duration::from_nanos(r.start_unix_nano))
+            .with_attributes(attrs);
+        let mut span = with_fixed_ids(trace, id, || tracer.build_with_context(builder, &parent_cx));
+        if r.status_code == STATUS_ERROR {
+            opentelemetry::trace::Span::set_status(
+                &mut span,
+                Status::error(r.status_message.clone()),
+            );
+        }
+        opentelemetry::trace::Span::end_with_timestamp(
+            &mut span,
+            UNIX_EPOCH + Duration::from_nanos(r.end_unix_nano),
+        );
+    }
+    Ok(())
+}
+
+/// [`Telemetry::emit`] through the provider [`Telemetry::install`] made global (a no-op
+/// when none was installed).
+pub fn emit_global(spans: &[SpanRecord]) -> Result<(), TelemetryError> {
+    emit_with(&opentelemetry::global::tracer("aperture"), spans)
 }

@@ -165,7 +165,8 @@ fn figures(
     run: &RunSummary,
     seconds_of: &dyn Fn(&TaskManifest) -> f64,
 ) -> RunFigures {
-    let task_seconds: f64 = ms.iter().map(seconds_of).sum();
+    // Sums fold from +0.0: `Sum` of no f64 is -0.0, which the CSVs would print as "-0.000".
+    let task_seconds: f64 = ms.iter().map(seconds_of).fold(0.0, |a, b| a + b);
     let wall = run.wall_seconds;
     let overhead = if wall > 0.0 {
         ((wall - task_seconds / run.nworkers.max(1) as f64) / wall).max(0.0)
@@ -193,7 +194,12 @@ fn timings_csv(
     fig: &RunFigures,
     seconds_of: &dyn Fn(&TaskManifest) -> f64,
 ) -> String {
-    let kind = |k: TaskKind| -> f64 { ms.iter().filter(|m| m.kind == k).map(seconds_of).sum() };
+    let kind = |k: TaskKind| -> f64 {
+        ms.iter()
+            .filter(|m| m.kind == k)
+            .map(seconds_of)
+            .fold(0.0, |a, b| a + b)
+    };
     let ical = kind(TaskKind::Residual)
         + kind(TaskKind::Deconvolve)
         + ms.iter()
@@ -238,7 +244,7 @@ fn timings_csv(
             .iter()
             .filter(|m| m.stage == st.name)
             .map(seconds_of)
-            .sum();
+            .fold(0.0, |a, b| a + b);
         let _ = write!(row, ",{t:.3}");
     }
     format!("{head}\n{row}\n")
@@ -266,7 +272,7 @@ fn stages_csv(
             st.cycle,
             st.tasks,
             v.len(),
-            v.iter().map(|m| seconds_of(m)).sum::<f64>(),
+            v.iter().map(|m| seconds_of(m)).fold(0.0, |a, b| a + b),
             v.iter().map(|m| seconds_of(m)).fold(0.0, f64::max),
             v.iter().map(|m| m.bytes_in).sum::<u64>(),
             v.iter().map(|m| m.bytes_out).sum::<u64>(),

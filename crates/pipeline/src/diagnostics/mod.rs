@@ -13,5 +13,5 @@ pub use files::{
     write_run_diagnostics,
 };
 pub use rerender::rerender;
-pub use trace::{assemble, load_stored_spans, task_of};
+pub use trace::{assemble, derived, load_stored_spans, task_of};
 pub use view::{RunState, RunView};

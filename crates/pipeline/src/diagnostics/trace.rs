@@ -216,3 +216,17 @@ pub fn task_seconds(spans: &[SpanRecord]) -> BTreeMap<(String, u32, u32), f64> {
         .filter_map(|s| task_of(s).map(|k| (k, s.seconds())))
         .collect()
 }
+
+/// The spans of a trace that no process exported itself: the job and stage spans and
+/// the stand-in task spans derived from manifests (what a driver exports at the end).
+pub fn derived(spans: &[SpanRecord]) -> Vec<SpanRecord> {
+    spans
+        .iter()
+        .filter(|s| {
+            s.name == JOB_SPAN
+                || s.name == "stage"
+                || s.attr("synthesized") == Some(&AttrValue::Bool(true))
+        })
+        .cloned()
+        .collect()
+}

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use aperture_imaging::weighting::{UvDensity, UvGrid};
+use tracing::Instrument;
 
 use super::common::kernel;
 use super::{Partial, TaskEnv, TaskError, TaskManifest};
@@ -23,8 +24,13 @@ pub async fn run(
     let ds = env.dataset().await?;
     for w in env.plan.shards[index as usize].window_range() {
         let t = Instant::now();
-        let block = ds.read_window(w as usize).await?;
+        let block = ds
+            .read_window(w as usize)
+            .instrument(tracing::info_span!("read", window = i64::from(w)))
+            .await?;
         m.read_seconds += t.elapsed().as_secs_f64();
+        // The same estimate as the map tasks: complex64 visibility, f32 weight, flag.
+        m.bytes_in += (block.n_vis() * 13) as u64;
         let t = Instant::now();
         density
             .accumulate(&block)
