@@ -92,7 +92,7 @@ fn main() {
         MODE.store(mode, Ordering::Relaxed);
         let t0 = Instant::now();
         let task = tracing::info_span!(target: "aperture_pipeline::tasks", "task");
-        task.in_scope(|| run());
+        task.in_scope(run);
         drop(task);
         let dt = t0.elapsed().as_secs_f64();
         // Keep memory flat over many rounds; a worker runs one task.
