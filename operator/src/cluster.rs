@@ -156,7 +156,8 @@ impl Cluster {
     }
 
     /// Replaces the status of an ImagingJob by server-side apply on the status
-    /// subresource (fields the operator stops setting are removed).
+    /// subresource (fields the operator stops setting are removed). A `403` is
+    /// [`Error::StatusForbidden`].
     pub async fn apply_status(
         &self,
         ns: &str,
@@ -170,8 +171,13 @@ impl Cluster {
             "status": status,
         });
         let pp = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch_status(name, &pp, &Patch::Apply(&body)).await?;
-        Ok(())
+        match api.patch_status(name, &pp, &Patch::Apply(&body)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                Err(Error::StatusForbidden(kube::Error::Api(s)))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Publishes a Kubernetes Event about `job`. Events are best effort: a refused

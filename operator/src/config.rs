@@ -31,6 +31,10 @@ pub struct WorkerDefaults {
     pub cpu_request: String,
     /// Service account of the worker pods (no token is mounted).
     pub service_account: Option<String>,
+    /// OTLP endpoint of worker pods whose job sets no `spec.telemetry.otlpEndpoint`
+    /// (the operator's own `OTEL_EXPORTER_OTLP_ENDPOINT`, the chart's
+    /// `telemetry.otlpEndpoint`).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for WorkerDefaults {
@@ -46,6 +50,7 @@ impl Default for WorkerDefaults {
             min_memory_mib: 256,
             cpu_request: "1".into(),
             service_account: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -88,6 +93,10 @@ pub struct Args {
     /// Service account of worker pods (its token is never mounted).
     #[arg(long, env = "APERTURE_WORKER_SERVICE_ACCOUNT")]
     pub worker_service_account: Option<String>,
+    /// OTLP endpoint given to worker pods whose ImagingJob names none (default: the
+    /// operator's own collector).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub worker_otlp_endpoint: Option<String>,
     /// Seconds finished stage Jobs are kept.
     #[arg(long, env = "APERTURE_JOB_TTL_SECONDS", default_value_t = 3600)]
     pub job_ttl_seconds: i32,
@@ -126,6 +135,10 @@ impl Args {
             ttl_seconds_after_finished: self.job_ttl_seconds,
             cpu_request: self.worker_cpu.clone(),
             service_account: self.worker_service_account.clone(),
+            otlp_endpoint: self
+                .worker_otlp_endpoint
+                .clone()
+                .filter(|e| !e.trim().is_empty()),
             ..WorkerDefaults::default()
         })
     }

@@ -2,8 +2,7 @@
 //! outlives reconciles (metrics, readiness, leadership, worker defaults) and what each
 //! reconcile gets (the cluster client wrapper and caches).
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use aperture_pipeline::plan::Plan;
@@ -12,13 +11,14 @@ use crate::cluster::Cluster;
 use crate::config::WorkerDefaults;
 use crate::leader::LeaderHandle;
 use crate::metrics::Metrics;
+use crate::server::Readiness;
 
 /// Long-lived operator state, shared with the HTTP server.
 #[derive(Clone)]
 pub struct State {
     pub metrics: Arc<Metrics>,
-    /// Set once the controller found its CRD and started watching.
-    pub ready: Arc<AtomicBool>,
+    /// What `/readyz` reports (the controller's state and leader election's).
+    pub readiness: Readiness,
     pub leader: LeaderHandle,
     pub defaults: WorkerDefaults,
 }
@@ -35,7 +35,7 @@ impl State {
     pub fn new(defaults: WorkerDefaults, leader: LeaderHandle) -> Self {
         Self {
             metrics: Arc::new(Metrics::new()),
-            ready: Arc::new(AtomicBool::new(false)),
+            readiness: Readiness::new(leader.clone()),
             leader,
             defaults,
         }
@@ -47,6 +47,7 @@ impl State {
             cluster,
             state: self.clone(),
             plans: Mutex::new(HashMap::new()),
+            lease_warned: Mutex::new(HashSet::new()),
         })
     }
 }
@@ -59,6 +60,9 @@ pub struct Context {
     /// Plans by (ImagingJob uid, spec digest): a plan is read from storage once per
     /// operator process, not once per reconcile.
     plans: Mutex<HashMap<(String, String), Arc<Plan>>>,
+    /// ImagingJobs (by uid) already told that leader election is forbidden: one Event
+    /// per job per operator process.
+    lease_warned: Mutex<HashSet<String>>,
 }
 
 impl Context {
@@ -74,6 +78,14 @@ impl Context {
         if let Ok(mut m) = self.plans.lock() {
             m.insert((uid.to_string(), digest.to_string()), plan);
         }
+    }
+
+    /// Whether job `uid` has not yet been told that leader election is forbidden (and
+    /// note that it now is).
+    pub fn first_lease_warning(&self, uid: &str) -> bool {
+        self.lease_warned
+            .lock()
+            .is_ok_and(|mut s| s.insert(uid.to_string()))
     }
 
     pub fn forget(&self, uid: &str) {

@@ -2,7 +2,8 @@
 //! `tower_test` mock service whose handler keeps ImagingJobs, Jobs, Pods, Secrets,
 //! Leases and Events in memory, answers the requests the operator makes the way the
 //! API server does, and records every request so tests can assert what was (and was
-//! not) called.
+//! not) called. Requests can be refused with RBAC's `403 Forbidden` per verb and
+//! resource ([`FakeApi::forbid`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,8 @@ pub struct FakeState {
     pub events: Vec<Value>,
     /// Kinds whose API is not installed (every request 404s, as for a missing CRD).
     pub missing: Vec<&'static str>,
+    /// (verb, resource) pairs RBAC refuses, e.g. `("patch", "imagingjobs/status")`.
+    pub forbidden: Vec<(&'static str, &'static str)>,
     rv: u64,
 }
 
@@ -41,6 +44,9 @@ pub struct FakeApi {
 /// Kind of an API path's resource, with its (namespace, name, subresource).
 struct Target {
     kind: &'static str,
+    /// API group (`""` for the core group) and resource (`imagingjobs`).
+    group: String,
+    res: String,
     ns: String,
     name: Option<String>,
     sub: Option<String>,
@@ -49,9 +55,9 @@ struct Target {
 fn parse_path(path: &str) -> Option<Target> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     // /api/v1/namespaces/{ns}/{res}[/{name}[/{sub}]] or /apis/{g}/{v}/namespaces/...
-    let rest = match parts.as_slice() {
-        ["api", "v1", rest @ ..] => rest,
-        ["apis", _, _, rest @ ..] => rest,
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, _, rest @ ..] => (*group, rest),
         _ => return None,
     };
     let (ns, rest) = match rest {
@@ -75,6 +81,8 @@ fn parse_path(path: &str) -> Option<Target> {
     };
     Some(Target {
         kind,
+        group: group.to_string(),
+        res: res.to_string(),
         ns,
         name,
         sub,
@@ -213,6 +221,17 @@ impl FakeApi {
         f(obj);
     }
 
+    /// RBAC refuses `verb` (`get`, `list`, `create`, `update`, `patch`, `delete`) on
+    /// `resource` (`imagingjobs/status`) from now on.
+    pub fn forbid(&self, verb: &'static str, resource: &'static str) {
+        self.state.lock().unwrap().forbidden.push((verb, resource));
+    }
+
+    /// RBAC allows everything again.
+    pub fn allow_all(&self) {
+        self.state.lock().unwrap().forbidden.clear();
+    }
+
     pub fn requests(&self) -> Vec<Seen> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -284,6 +303,44 @@ impl FakeState {
                 status_body(404, "NotFound", &format!("fake api: no route {path}")),
             );
         };
+        let verb = match (method.clone(), &t.name) {
+            (Method::GET, None) if query_param(query, "watch").is_some() => "watch",
+            (Method::GET, None) => "list",
+            (Method::GET, Some(_)) => "get",
+            (Method::POST, _) => "create",
+            (Method::PUT, _) => "update",
+            (Method::PATCH, _) => "patch",
+            (Method::DELETE, _) => "delete",
+            _ => "",
+        };
+        let resource = match &t.sub {
+            Some(sub) => format!("{}/{sub}", t.res),
+            None => t.res.clone(),
+        };
+        if self
+            .forbidden
+            .iter()
+            .any(|(v, r)| *v == verb && *r == resource)
+        {
+            // The API server's words for an RBAC denial.
+            let qualified = if t.group.is_empty() {
+                t.res.clone()
+            } else {
+                format!("{}.{}", t.res, t.group)
+            };
+            let object = t
+                .name
+                .as_ref()
+                .map(|n| format!(" {n:?}"))
+                .unwrap_or_default();
+            let message = format!(
+                "{qualified}{object} is forbidden: User \"system:serviceaccount:{ns}:aperture\" \
+                 cannot {verb} resource {resource:?} in API group {group:?} in the namespace {ns:?}",
+                ns = t.ns,
+                group = t.group,
+            );
+            return (403, status_body(403, "Forbidden", &message));
+        }
         if self.missing.contains(&t.kind) {
             return (
                 404,

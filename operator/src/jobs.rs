@@ -18,9 +18,9 @@ use k8s_openapi::api::batch::v1::{
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, LocalObjectReference,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
+    LocalObjectReference, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -476,12 +476,34 @@ fn pod_spec(p: &StageJobParams, owner_name: &str) -> Result<PodSpec, JobBuildErr
     }
     env.push(env_var("APERTURE_JOB", owner_name));
     env.push(env_var("RUST_LOG", WORKER_LOG_FILTER));
+    // The attempt number of the task span: the job controller counts an index's failed
+    // pods in this annotation (backoffLimitPerIndex,
+    // <https://kubernetes.io/docs/concepts/workloads/controllers/job/#backoff-limit-per-index>).
+    env.push(EnvVar {
+        name: "APERTURE_INDEX_FAILURES".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.annotations['batch.kubernetes.io/job-index-failure-count']"
+                    .into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    // The OpenTelemetry SDKs' standard variables
+    // (<https://opentelemetry.io/docs/specs/otel/protocol/exporter/>): the job's own
+    // collector, else the operator's.
     if let Some(ep) = spec.telemetry.otlp_endpoint.as_deref() {
-        // The OpenTelemetry SDKs' standard variables:
-        // <https://opentelemetry.io/docs/specs/otel/protocol/exporter/>.
         env.push(env_var("OTEL_EXPORTER_OTLP_ENDPOINT", ep));
-        env.push(env_var("OTEL_SERVICE_NAME", APP_NAME));
+        env.push(env_var(
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            spec.telemetry.protocol.as_str(),
+        ));
+    } else if let Some(ep) = d.otlp_endpoint.as_deref() {
+        env.push(env_var("OTEL_EXPORTER_OTLP_ENDPOINT", ep));
     }
+    env.push(env_var("OTEL_SERVICE_NAME", APP_NAME));
     let env_from = match spec.storage.credentials_secret.as_deref() {
         Some(secret) => {
             if !is_dns_subdomain(secret) {
@@ -1122,6 +1144,23 @@ mod tests {
         assert_eq!(e.get("OTEL_EXPORTER_OTLP_ENDPOINT"), None);
         // The job controller supplies the index; the builder must not shadow it.
         assert_eq!(e.get("JOB_COMPLETION_INDEX"), None);
+        assert_eq!(
+            e.get("OTEL_SERVICE_NAME").map(String::as_str),
+            Some(APP_NAME)
+        );
+        // The attempt comes from the index's failure count, through the downward API.
+        let failures = container(&build(&job, "invert", Some(tp)).expect("builds"))
+            .env
+            .iter()
+            .flatten()
+            .find(|v| v.name == "APERTURE_INDEX_FAILURES")
+            .and_then(|v| v.value_from.clone())
+            .and_then(|f| f.field_ref)
+            .map(|f| f.field_path);
+        assert_eq!(
+            failures.as_deref(),
+            Some("metadata.annotations['batch.kubernetes.io/job-index-failure-count']")
+        );
         let e = env(&ok(&job, "invert"));
         assert_eq!(e.get("TRACEPARENT"), None);
         let otlp = ImagingJobBuilder::new("env")
@@ -1131,6 +1170,25 @@ mod tests {
         assert_eq!(
             e.get("OTEL_EXPORTER_OTLP_ENDPOINT").map(String::as_str),
             Some("http://otel-collector:4318")
+        );
+        // Without one in the spec, pods use the operator's collector.
+        let plan = plan_for(&job);
+        let mut defaults = test_defaults();
+        defaults.otlp_endpoint = Some("http://operator-collector:4318".into());
+        let st = plan.stage("invert").expect("invert stage");
+        let j = stage_job(&StageJobParams {
+            owner: &job,
+            plan: &plan,
+            stage: st,
+            defaults: &defaults,
+            traceparent: None,
+        })
+        .expect("builds");
+        assert_eq!(
+            env(&j)
+                .get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .map(String::as_str),
+            Some("http://operator-collector:4318")
         );
         for bad in [
             "",

@@ -21,8 +21,8 @@
 //! replicas' clocks agree to well within a lease duration (as NTP-synced nodes do).
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -32,30 +32,76 @@ use kube::Api;
 use kube::api::PostParams;
 use tokio::time::MissedTickBehavior;
 
-/// Whether this replica currently leads; cheap to clone and to read from the
-/// reconciler.
+/// Whether this replica currently leads, and why leader election fails if it does;
+/// cheap to clone and to read from the reconciler and the readiness probe.
 #[derive(Clone, Debug)]
-pub struct LeaderHandle(Arc<AtomicBool>);
+pub struct LeaderHandle {
+    leading: Arc<AtomicBool>,
+    problem: Arc<Mutex<Option<LeaseProblem>>>,
+}
+
+/// Why the last leader-election round failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseProblem {
+    /// The error, naming the Lease, the verb and the API server's answer.
+    pub message: String,
+    /// The API server refused the request (`403 Forbidden`): the ServiceAccount lacks a
+    /// Lease permission, so no round can succeed until someone grants it.
+    pub forbidden: bool,
+}
+
+impl std::fmt::Display for LeaseProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<&LeaderError> for LeaseProblem {
+    fn from(e: &LeaderError) -> Self {
+        Self {
+            message: e.to_string(),
+            forbidden: e.is_forbidden(),
+        }
+    }
+}
 
 impl LeaderHandle {
     /// A handle that starts as "not leader"; a [`LeaderElector`] sets it.
     pub fn new() -> Self {
-        Self(Arc::new(AtomicBool::new(false)))
+        Self {
+            leading: Arc::new(AtomicBool::new(false)),
+            problem: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// A handle that always leads: for a single replica with election turned off.
     pub fn always() -> Self {
-        Self(Arc::new(AtomicBool::new(true)))
+        let h = Self::new();
+        h.leading.store(true, Ordering::SeqCst);
+        h
     }
 
     /// Whether this replica may act now.
     pub fn is_leader(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.leading.load(Ordering::SeqCst)
+    }
+
+    /// Why the last round failed; `None` after a round that worked (leading or
+    /// following another replica).
+    pub fn problem(&self) -> Option<LeaseProblem> {
+        self.problem.lock().ok().and_then(|p| p.clone())
+    }
+
+    /// Record the outcome of a round (`None`: it worked).
+    pub fn set_problem(&self, problem: Option<LeaseProblem>) {
+        if let Ok(mut p) = self.problem.lock() {
+            *p = problem;
+        }
     }
 
     /// Set the flag; returns the previous value.
     fn set(&self, leading: bool) -> bool {
-        self.0.swap(leading, Ordering::SeqCst)
+        self.leading.swap(leading, Ordering::SeqCst)
     }
 }
 
@@ -69,7 +115,10 @@ impl Default for LeaderHandle {
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
     /// A request to the API server for the Lease failed (RBAC, network, server error).
-    #[error("Lease {namespace}/{name}: {verb} failed: {source}")]
+    #[error(
+        "Lease {namespace}/{name}: {verb} failed: {}",
+        crate::error::kube_message(.source)
+    )]
     Api {
         namespace: String,
         name: String,
@@ -85,6 +134,13 @@ pub enum LeaderError {
         name: String,
         after: Duration,
     },
+}
+
+impl LeaderError {
+    /// Whether the API server refused the request (`403 Forbidden`, an RBAC denial).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Self::Api { source: kube::Error::Api(s), .. } if s.code == 403)
+    }
 }
 
 /// What one round does, decided from the Lease as read (see the module docs).
@@ -216,10 +272,13 @@ impl LeaderElector {
     }
 
     /// One round: acquire, renew or observe; updates the handle; returns whether we
-    /// lead. On an error the handle says "not leader" and the error is returned.
+    /// lead. On an error the handle says "not leader", keeps the error as its
+    /// [`problem`](LeaderHandle::problem), and the error is returned.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, LeaderError> {
         let result = self.round().await;
         self.set_leading(matches!(result, Ok(true)));
+        self.state
+            .set_problem(result.as_ref().err().map(LeaseProblem::from));
         result
     }
 
@@ -245,12 +304,20 @@ impl LeaderElector {
                 () = &mut shutdown => break,
                 result = round => match result {
                     Ok(Ok(_)) => {}
+                    Ok(Err(error)) if error.is_forbidden() => {
+                        tracing::error!(
+                            %error,
+                            "leader election round forbidden (RBAC); not leading and not ready \
+                             until the ServiceAccount may get, create and update this Lease"
+                        );
+                    }
                     Ok(Err(error)) => {
                         tracing::warn!(%error, "leader election round failed; not leading");
                     }
                     Err(_) => {
                         self.set_leading(false);
                         let error = self.timeout(period);
+                        self.state.set_problem(Some(LeaseProblem::from(&error)));
                         tracing::warn!(%error, "leader election round timed out; not leading");
                     }
                 },
@@ -413,5 +480,50 @@ impl LeaderElector {
             name: self.name.clone(),
             after,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_api::FakeApi;
+
+    #[tokio::test]
+    async fn a_forbidden_lease_is_a_forbidden_problem_until_granted() {
+        let fake = FakeApi::new();
+        fake.forbid("get", "leases");
+        let e = LeaderElector::new(
+            fake.client(),
+            "ops",
+            "aperture-operator",
+            "me",
+            Duration::from_secs(15),
+        );
+        let handle = e.handle();
+        let err = e.try_acquire_or_renew().await.unwrap_err();
+        assert!(err.is_forbidden(), "{err}");
+        assert!(!handle.is_leader());
+        let problem = handle.problem().expect("a problem");
+        assert!(problem.forbidden);
+        assert!(
+            problem
+                .message
+                .contains("Lease ops/aperture-operator: get failed")
+                && problem.message.contains("cannot get resource \"leases\""),
+            "{problem}"
+        );
+        // Create refused too (the Lease does not exist yet).
+        fake.allow_all();
+        fake.forbid("create", "leases");
+        let err = e.try_acquire_or_renew().await.unwrap_err();
+        assert!(
+            err.is_forbidden() && err.to_string().contains("create failed"),
+            "{err}"
+        );
+        // Granted: the next round leads and the problem is gone.
+        fake.allow_all();
+        assert!(e.try_acquire_or_renew().await.unwrap());
+        assert!(handle.is_leader());
+        assert_eq!(handle.problem(), None);
     }
 }

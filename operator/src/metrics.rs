@@ -6,7 +6,13 @@
 //! - `reconcile_errors_total{kind}`: failed reconciliations by error kind;
 //! - `reconcile_duration_seconds`: reconcile latency histogram;
 //! - `jobs{phase}`: ImagingJobs currently in each phase;
-//! - `tasks_total{outcome}`: worker tasks by outcome (`succeeded`, `failed`, `retried`).
+//! - `tasks_total{outcome}`: worker tasks by outcome (`succeeded`, `failed`, `retried`);
+//! - `job_task_seconds{job, kind}`: task-seconds of a finished job by stage kind, from
+//!   its result manifests;
+//! - `job_bytes{job, direction}`: bytes its tasks read (`in`) and wrote (`out`);
+//! - `job_tasks{job}`: tasks it committed.
+//!
+//! The per-job series are set when a job finishes and removed when it is deleted.
 //!
 //! Names follow the Prometheus naming conventions
 //! (<https://prometheus.io/docs/practices/naming/>) and the OpenMetrics text format
@@ -46,6 +52,25 @@ struct OutcomeLabel {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobKindLabel {
+    job: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobDirectionLabel {
+    job: String,
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabel {
+    job: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// The operator's metric registry and families.
 #[derive(Debug)]
 pub struct Metrics {
@@ -55,6 +80,9 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     jobs: Family<PhaseLabel, Gauge>,
     tasks: Family<OutcomeLabel, Counter>,
+    job_task_seconds: Family<JobKindLabel, FloatGauge>,
+    job_bytes: Family<JobDirectionLabel, Gauge>,
+    job_tasks: Family<JobLabel, Gauge>,
     /// Current phase of each job we count, by job key (`namespace/name`).
     job_phases: Mutex<HashMap<String, String>>,
 }
@@ -93,6 +121,26 @@ impl Metrics {
         );
         registry.register("jobs", "ImagingJobs currently in each phase", jobs.clone());
         registry.register("tasks", "Worker tasks by outcome", tasks.clone());
+        let job_task_seconds = Family::<JobKindLabel, FloatGauge>::default();
+        let job_bytes = Family::<JobDirectionLabel, Gauge>::default();
+        let job_tasks = Family::<JobLabel, Gauge>::default();
+        registry.register_with_unit(
+            "job_task",
+            "Task time of a finished job by stage kind, from its result manifests",
+            Unit::Seconds,
+            job_task_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "job",
+            "Bytes a finished job's tasks read (in) and wrote (out)",
+            Unit::Bytes,
+            job_bytes.clone(),
+        );
+        registry.register(
+            "job_tasks",
+            "Tasks a finished job committed",
+            job_tasks.clone(),
+        );
         for phase in [
             JobPhase::Pending,
             JobPhase::Planning,
@@ -116,6 +164,9 @@ impl Metrics {
             reconcile_duration,
             jobs,
             tasks,
+            job_task_seconds,
+            job_bytes,
+            job_tasks,
             job_phases: Mutex::new(HashMap::new()),
         }
     }
@@ -165,8 +216,64 @@ impl Metrics {
             .inc();
     }
 
+    /// The per-job figures of a finished job from its result manifests.
+    pub fn record_job(&self, job_key: &str, manifests: &[aperture_pipeline::tasks::TaskManifest]) {
+        let mut by_kind: HashMap<&str, f64> = HashMap::new();
+        let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
+        for m in manifests {
+            *by_kind.entry(m.kind.name()).or_default() += m.seconds;
+            bytes_in += m.bytes_in;
+            bytes_out += m.bytes_out;
+        }
+        for (kind, secs) in by_kind {
+            self.job_task_seconds
+                .get_or_create(&JobKindLabel {
+                    job: job_key.to_owned(),
+                    kind: kind.to_owned(),
+                })
+                .set(secs);
+        }
+        for (direction, b) in [("in", bytes_in), ("out", bytes_out)] {
+            self.job_bytes
+                .get_or_create(&JobDirectionLabel {
+                    job: job_key.to_owned(),
+                    direction: direction.to_owned(),
+                })
+                .set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
+        self.job_tasks
+            .get_or_create(&JobLabel {
+                job: job_key.to_owned(),
+            })
+            .set(manifests.len() as i64);
+    }
+
     /// Stop counting job `job_key` (it was deleted). Unknown keys are ignored.
     pub fn forget_job(&self, job_key: &str) {
+        for kind in [
+            "simulate",
+            "weights",
+            "invert",
+            "residual",
+            "reduce",
+            "deconvolve",
+            "restore",
+            "predict",
+        ] {
+            self.job_task_seconds.remove(&JobKindLabel {
+                job: job_key.to_owned(),
+                kind: kind.to_owned(),
+            });
+        }
+        for direction in ["in", "out"] {
+            self.job_bytes.remove(&JobDirectionLabel {
+                job: job_key.to_owned(),
+                direction: direction.to_owned(),
+            });
+        }
+        self.job_tasks.remove(&JobLabel {
+            job: job_key.to_owned(),
+        });
         let mut phases = self.job_phases.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(previous) = phases.remove(job_key) {
             self.jobs

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aperture_pipeline::executor::{observe as observe_store, prepare_with, write_diagnostics};
+use aperture_pipeline::diagnostics::{RunState, RunSummary, derived, write_run_diagnostics};
+use aperture_pipeline::executor::{observe as observe_store, prepare_with};
 use aperture_pipeline::plan::{PLAN_KEY, Plan, TaskKind, spec_digest};
 use aperture_pipeline::spec::{
     ImagingJob, ImagingJobSpec, ImagingJobStatus, JobPhase, PipelineKind,
@@ -20,7 +21,6 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
-use sha2::{Digest, Sha256};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -39,10 +39,16 @@ pub const LEADER_RETRY: Duration = Duration::from_secs(5);
 pub const RUNNING_REQUEUE: Duration = Duration::from_secs(300);
 /// Requeue after a transient error.
 pub const ERROR_REQUEUE: Duration = Duration::from_secs(15);
+/// Event reason: the status subresource refused the operator's patch (RBAC).
+pub const STATUS_FORBIDDEN: &str = "StatusForbidden";
+/// Event reason: this replica may not read or write its leader-election Lease (RBAC).
+pub const LEASE_FORBIDDEN: &str = "LeaseForbidden";
 
-/// Reconciles one ImagingJob. A replica that does not hold the lease does nothing.
+/// Reconciles one ImagingJob. A replica that does not hold the lease does nothing, but
+/// for telling an unfinished job, once, when leader election is forbidden (RBAC).
 pub async fn reconcile(job: Arc<ImagingJob>, ctx: Arc<Context>) -> Result<Action> {
     if !ctx.state.leader.is_leader() {
+        lease_forbidden(&job, &ctx).await;
         return Ok(Action::requeue(LEADER_RETRY));
     }
     let _timer = ctx.state.metrics.reconcile_timer();
@@ -69,6 +75,34 @@ pub async fn reconcile(job: Arc<ImagingJob>, ctx: Arc<Context>) -> Result<Action
     }
 }
 
+/// A replica that may not read or write its Lease can never lead, and no replica acts
+/// for the jobs it sees: a Warning Event `LeaseForbidden` on each unfinished job says so
+/// where `kubectl describe imagingjob` shows it, once per job per operator process (its
+/// log and `/readyz` say it every round).
+async fn lease_forbidden(job: &ImagingJob, ctx: &Context) {
+    let Some(problem) = ctx.state.leader.problem().filter(|p| p.forbidden) else {
+        return;
+    };
+    let finished = job.status.as_ref().is_some_and(|s| s.phase.is_terminal());
+    let Some(uid) = job.uid() else { return };
+    if finished || !ctx.first_lease_warning(&uid) {
+        return;
+    }
+    tracing::warn!(job = %job.name_any(), "leader election forbidden; telling the job");
+    ctx.cluster
+        .event(
+            job,
+            EventType::Warning,
+            LEASE_FORBIDDEN,
+            format!(
+                "this operator replica cannot take part in leader election, so it does not act \
+                 on the job: {problem}. Grant its ServiceAccount get, create and update on \
+                 coordination.k8s.io leases (the Helm chart's leader-election Role)"
+            ),
+        )
+        .await;
+}
+
 /// After a failed reconcile: count it and try again soon.
 pub fn error_policy(job: Arc<ImagingJob>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.state.metrics.reconcile_failed(err.kind());
@@ -76,13 +110,35 @@ pub fn error_policy(job: Arc<ImagingJob>, err: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(ERROR_REQUEUE)
 }
 
-/// The W3C `traceparent` of a job's trace: trace and span ids derived from the
-/// ImagingJob's uid, so every reconcile (and every operator replica) passes the same
-/// parent to the job's pods.
-pub fn traceparent(uid: &str) -> String {
-    let h = Sha256::digest(uid.as_bytes());
-    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-    format!("00-{}-{}-01", &hex[..32], &hex[32..48])
+/// The W3C `traceparent` a stage's pods get: the job's trace (its id derived from the
+/// plan's trace key, the ImagingJob's uid) and the stage's span, so every reconcile,
+/// every operator replica and `aperture report` agree on it (docs/observability.md).
+pub fn traceparent(plan: &Plan, stage: &str) -> String {
+    aperture_telemetry::stage_traceparent(&plan.trace_key(), stage)
+}
+
+/// Writes a job's diagnostics/ (tables, trace.json, report.html) and exports the job
+/// and stage spans derived from its manifests (the workers exported their own).
+async fn write_job_diagnostics(
+    plan: &Plan,
+    store: &aperture_pipeline::storage::Store,
+    manifests: &[TaskManifest],
+    state: RunState,
+    wall_seconds: f64,
+    nworkers: usize,
+) -> std::result::Result<(), aperture_pipeline::storage::StorageError> {
+    let run = RunSummary {
+        state,
+        wall_seconds,
+        nworkers,
+        own_spans: Vec::new(),
+        service: "aperture-operator".into(),
+    };
+    let written = write_run_diagnostics(plan, store, manifests, run).await?;
+    if let Err(e) = aperture_telemetry::emit_global(&derived(&written.spans)) {
+        tracing::warn!(job = %plan.job, "cannot export the job's spans: {e}");
+    }
+    Ok(())
 }
 
 /// Object-store options from a credentials Secret's AWS_* keys (each overrides the
@@ -135,7 +191,7 @@ async fn apply(job: &ImagingJob, ctx: &Context) -> Result<Action> {
             Err(e) => Err(e),
         }
     };
-    match result {
+    let result = match result {
         Err(e) if !e.is_transient() => {
             let reason = match &e {
                 Error::InvalidSpec(_) => "InvalidSpec",
@@ -144,14 +200,21 @@ async fn apply(job: &ImagingJob, ctx: &Context) -> Result<Action> {
             };
             run.fail(reason, &e.to_string()).await
         }
+        Err(e @ Error::StatusForbidden(_)) => Err(e),
         Err(e) => {
             // Transient: say so in the status (best effort) and retry with backoff.
             run.st.message = Some(format!("retrying after a transient error: {e}"));
-            let _ = run.write_status().await;
+            if let Err(w @ Error::StatusForbidden(_)) = run.write_status().await {
+                run.status_forbidden(&w).await;
+            }
             Err(e)
         }
         ok => ok,
+    };
+    if let Err(e @ Error::StatusForbidden(_)) = &result {
+        run.status_forbidden(e).await;
     }
+    result
 }
 
 impl Run<'_> {
@@ -202,6 +265,22 @@ impl Run<'_> {
 
     async fn event(&self, type_: EventType, reason: &str, note: String) {
         self.ctx.cluster.event(self.job, type_, reason, note).await;
+    }
+
+    /// The status cannot be written (RBAC): a Warning Event on the job says so, since
+    /// its status cannot. Recorded on every failed reconcile (every `ERROR_REQUEUE`);
+    /// the event recorder folds the repeats into one Event's series count.
+    async fn status_forbidden(&self, e: &Error) {
+        self.event(
+            EventType::Warning,
+            STATUS_FORBIDDEN,
+            format!(
+                "{e}. The operator starts nothing for this job until it can record its \
+                 progress; grant its ServiceAccount patch on imagingjobs/status (the Helm \
+                 chart's Role)"
+            ),
+        )
+        .await;
     }
 
     /// Object-store options for `spec`: its credentials Secret, if it names one.
@@ -339,17 +418,19 @@ impl Run<'_> {
         self.st.major_cycles = Some(plan.major_cycles());
         self.count_tasks(&views, plan).await;
 
+        let mut start = Vec::new();
         for action in actions {
             match action {
                 StateAction::Run { stage, .. } => {
                     if views.contains_key(&stage) {
                         continue; // its Job exists; Kubernetes runs and retries its pods
                     }
-                    self.start_stage(plan, &stage).await?;
+                    start.push(stage);
                 }
                 StateAction::Skip { .. } => {}
                 StateAction::Succeed => return self.succeed(plan).await,
                 StateAction::Fail { reason } => {
+                    self.failed_diagnostics(plan, &reason).await;
                     return self.fail("TaskFailed", &reason).await;
                 }
             }
@@ -386,7 +467,13 @@ impl Run<'_> {
         );
         self.st.phase = JobPhase::Running;
         self.st.message = Some(msg);
+        // The status first: it is the durable record of finished stages (their Jobs go
+        // with the TTL), so a stage Job is started only once the status that leads to it
+        // is written. An operator that may not write it starts nothing it cannot track.
         self.write_status().await?;
+        for stage in start {
+            self.start_stage(plan, &stage).await?;
+        }
         Ok(Action::requeue(RUNNING_REQUEUE))
     }
 
@@ -463,7 +550,7 @@ impl Run<'_> {
             stage: stage.into(),
             reason: "not in the plan".into(),
         })?;
-        let tp = traceparent(&self.uid);
+        let tp = traceparent(plan, stage);
         let job = stage_job(&StageJobParams {
             owner: self.job,
             plan,
@@ -521,9 +608,19 @@ impl Run<'_> {
         });
         match observe_store(plan, store).await {
             Ok((_, manifests)) => {
+                self.ctx.state.metrics.record_job(&self.key(), &manifests);
                 let workers = plan.spec.parallelism.max_parallel.max(1) as usize;
-                match write_diagnostics(plan, store, &manifests, wall, workers).await {
-                    Ok(_) => {
+                match write_job_diagnostics(
+                    plan,
+                    store,
+                    &manifests,
+                    RunState::Succeeded,
+                    wall,
+                    workers,
+                )
+                .await
+                {
+                    Ok(()) => {
                         self.st
                             .outputs
                             .insert("diagnostics".into(), store.key_url("diagnostics/"));
@@ -569,6 +666,36 @@ impl Run<'_> {
 
     /// Marks the job Failed (reason and message in the `Failed` condition, an Event)
     /// and stops every stage Job still running.
+    /// Best effort: the diagnostics of the tasks a failed job did finish (its reason
+    /// goes to the status whatever happens here).
+    async fn failed_diagnostics(&mut self, plan: &Plan, reason: &str) {
+        let Ok(store) = self.output_store(plan).await else {
+            return;
+        };
+        let wall = self.st.start_time.as_ref().map_or(0.0, |t| {
+            (self.now.0.as_second() - t.0.as_second()).max(0) as f64
+        });
+        let workers = plan.spec.parallelism.max_parallel.max(1) as usize;
+        let state = RunState::Failed {
+            reason: reason.to_string(),
+        };
+        let result = match observe_store(plan, &store).await {
+            Ok((_, manifests)) => {
+                self.ctx.state.metrics.record_job(&self.key(), &manifests);
+                write_job_diagnostics(plan, &store, &manifests, state, wall, workers).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                self.st
+                    .outputs
+                    .insert("diagnostics".into(), store.key_url("diagnostics/"));
+            }
+            Err(e) => tracing::warn!(job = %self.key(), "diagnostics not written: {e}"),
+        }
+    }
+
     async fn fail(&mut self, reason: &str, message: &str) -> Result<Action> {
         self.stop_running_jobs().await?;
         self.st.phase = JobPhase::Failed;
@@ -687,17 +814,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn traceparent_is_w3c_shaped_and_stable() {
-        let a = traceparent("1b2c-uid");
-        assert_eq!(a, traceparent("1b2c-uid"));
-        assert_ne!(a, traceparent("other"));
-        let parts: Vec<&str> = a.split('-').collect();
-        assert_eq!(parts.len(), 4);
+    fn pods_get_their_stage_span_in_the_jobs_trace() {
+        let job = crate::fixtures::ImagingJobBuilder::new("tp").build();
+        let mut plan = crate::fixtures::plan_for(&job);
+        plan.trace_key = "1b2c-uid".into();
+        let a = traceparent(&plan, "invert");
+        assert_eq!(a, traceparent(&plan, "invert"));
+        let sc = aperture_telemetry::parse_traceparent(&a).expect("W3C traceparent");
+        let trace = aperture_telemetry::trace_id_for("1b2c-uid");
+        assert_eq!(sc.trace_id(), trace);
         assert_eq!(
-            (parts[0], parts[1].len(), parts[2].len(), parts[3]),
-            ("00", 32, 16, "01")
+            sc.span_id(),
+            aperture_telemetry::span_id_for(trace, "invert")
         );
-        assert!(parts[1].chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, traceparent(&plan, "restore"));
     }
 
     #[test]

@@ -122,7 +122,8 @@ impl Harness {
             assert_eq!(arg("--stage"), stage);
             let n = job["spec"]["completions"].as_u64().unwrap() as u32;
             for i in 0..n {
-                let code = aperture_pipeline::tasks::worker_main(&arg("--plan"), &stage, i).await;
+                let code =
+                    aperture_pipeline::tasks::worker_main(&arg("--plan"), &stage, i, None).await;
                 assert_eq!(code, 0, "task {stage}/{i} failed");
             }
             let name = job["metadata"]["name"].as_str().unwrap().to_string();
@@ -603,4 +604,242 @@ async fn startup_fails_clearly_when_the_crd_is_not_installed() {
     crate::controller::check_crd(&ok.client(), None)
         .await
         .unwrap();
+}
+
+// --- RBAC: a refused permission shows on the job, in /readyz and the log, never as a crash
+
+/// The Events of reason `reason` recorded so far.
+fn events_of(fake: &FakeApi, reason: &str) -> Vec<Value> {
+    fake.events()
+        .into_iter()
+        .filter(|e| e["reason"] == reason)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_forbidden_status_patch_is_an_event_on_the_job_and_starts_nothing() {
+    let (_d, out) = output_dir();
+    let h = Harness::new(builder("nostatus", &out).build());
+    h.fake.forbid("patch", "imagingjobs/status");
+    for _ in 0..2 {
+        let err = h.reconcile().await.unwrap_err();
+        assert!(
+            matches!(err, crate::error::Error::StatusForbidden(_)),
+            "{err}"
+        );
+        assert!(err.is_transient());
+        // The controller's error backoff, not a spin.
+        let action = crate::reconcile::error_policy(Arc::new(h.job()), &err, h.ctx.clone());
+        assert_eq!(action, Action::requeue(crate::reconcile::ERROR_REQUEUE));
+    }
+    assert!(h.stage_jobs().is_empty(), "a Job it could not track");
+    assert!(h.job().status.is_none());
+    let events = events_of(&h.fake, crate::reconcile::STATUS_FORBIDDEN);
+    assert!(!events.is_empty(), "{:?}", h.fake.events());
+    let note = events[0]["note"].as_str().unwrap_or_default();
+    for needle in [
+        "cannot patch imagingjobs/status",
+        "403 Forbidden",
+        "cannot patch resource \"imagingjobs/status\" in API group \"aperture.dev\"",
+    ] {
+        assert!(note.contains(needle), "{needle:?} not in {note:?}");
+    }
+    assert_eq!(events[0]["type"], "Warning");
+    assert_eq!(events[0]["regarding"]["name"], "nostatus");
+    assert_eq!(
+        h.ctx
+            .state
+            .metrics
+            .encode()
+            .lines()
+            .filter(|l| l.contains("status_forbidden"))
+            .count(),
+        1,
+        "counted as kind status_forbidden"
+    );
+    // Granted: it proceeds as on first sight.
+    h.fake.allow_all();
+    h.reconcile().await.unwrap();
+    assert_eq!(h.status().phase, JobPhase::Running);
+    assert_eq!(h.stage_jobs().len(), 1);
+}
+
+#[tokio::test]
+async fn a_running_job_whose_status_becomes_forbidden_gets_no_new_stage() {
+    let (_d, out) = output_dir();
+    let h = Harness::new(builder("revoked", &out).build());
+    h.reconcile().await.unwrap();
+    assert_eq!(h.run_pods().await, ["simulate"]);
+    h.fake.forbid("patch", "imagingjobs/status");
+    let err = h.reconcile().await.unwrap_err();
+    assert!(
+        matches!(err, crate::error::Error::StatusForbidden(_)),
+        "{err}"
+    );
+    // The finished stage is not recorded, so the next one is not started.
+    assert_eq!(h.stage_jobs().len(), 1, "{:?}", h.stage_jobs());
+    assert!(!events_of(&h.fake, crate::reconcile::STATUS_FORBIDDEN).is_empty());
+    h.fake.allow_all();
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        h.stage_jobs().len(),
+        2,
+        "the next stage starts once granted"
+    );
+}
+
+fn forbidden_lease() -> LeaderHandle {
+    let leader = LeaderHandle::new();
+    leader.set_problem(Some(crate::leader::LeaseProblem {
+        message: "Lease aperture/aperture-operator: get failed: 403 Forbidden: \
+                  leases.coordination.k8s.io \"aperture-operator\" is forbidden"
+            .into(),
+        forbidden: true,
+    }));
+    leader
+}
+
+#[tokio::test]
+async fn a_forbidden_lease_is_an_event_once_per_unfinished_job() {
+    let (_d, out) = output_dir();
+    let h = Harness::with_leader(builder("nolease", &out).build(), forbidden_lease());
+    for _ in 0..3 {
+        let action = h.reconcile().await.unwrap();
+        assert_eq!(action, Action::requeue(crate::reconcile::LEADER_RETRY));
+    }
+    let events = events_of(&h.fake, crate::reconcile::LEASE_FORBIDDEN);
+    assert_eq!(events.len(), 1, "{:?}", h.fake.events());
+    assert_eq!(events[0]["type"], "Warning");
+    let note = events[0]["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("get failed: 403 Forbidden") && note.contains("leases"),
+        "{note}"
+    );
+    // Nothing else: no finalizer, no status, no Job.
+    let others: Vec<_> = h
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| !r.path.contains("/events"))
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+    assert!(h.stage_jobs().is_empty());
+}
+
+#[tokio::test]
+async fn a_finished_job_or_another_lease_problem_gets_no_lease_event() {
+    let (_d, out) = output_dir();
+    let done = Harness::with_leader(builder("done", &out).build(), forbidden_lease());
+    done.fake.update("ImagingJob", TEST_NAMESPACE, "done", |j| {
+        j["status"] = json!({"phase": "Succeeded"});
+    });
+    done.reconcile().await.unwrap();
+    assert!(done.fake.events().is_empty(), "{:?}", done.fake.events());
+    // A round that timed out is not a permission problem: log and /readyz only.
+    let leader = LeaderHandle::new();
+    leader.set_problem(Some(crate::leader::LeaseProblem {
+        message: "no answer from the API server within 5s".into(),
+        forbidden: false,
+    }));
+    let slow = Harness::with_leader(builder("slow", &out).build(), leader);
+    slow.reconcile().await.unwrap();
+    assert!(
+        slow.fake.requests().is_empty(),
+        "{:?}",
+        slow.fake.requests()
+    );
+}
+
+#[tokio::test]
+async fn listing_imagingjobs_forbidden_names_the_verb_and_resource() {
+    let fake = FakeApi::new();
+    fake.forbid("list", "imagingjobs");
+    let err = crate::controller::check_crd(&fake.client(), Some("imaging"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, crate::controller::StartError::Forbidden { .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    for needle in [
+        "forbidden to list imagingjobs.aperture.dev in namespace imaging",
+        "list and watch",
+        "cannot list resource \"imagingjobs\" in API group \"aperture.dev\"",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_controller_waits_for_the_permission_then_starts() {
+    let fake = FakeApi::new();
+    fake.forbid("list", "imagingjobs");
+    let state = State::new(test_defaults(), LeaderHandle::always());
+    // The waits, instantly; the permission is granted after the third refusal.
+    let granter = fake.clone();
+    let delays = (1..).map(move |n| {
+        if n == 3 {
+            granter.allow_all();
+        }
+        std::time::Duration::ZERO
+    });
+    let readiness = state.readiness.clone();
+    let started = crate::controller::wait_for_crd(
+        &fake.client(),
+        Some("imaging"),
+        &state,
+        delays,
+        std::future::pending(),
+    )
+    .await;
+    assert!(started);
+    let lists = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::GET && r.path.ends_with("/imagingjobs"))
+        .count();
+    assert_eq!(lists, 4, "three refusals, then the list that works");
+    // What /readyz said while it waited (the caller marks it running next).
+    let why = readiness.check().unwrap_err();
+    assert!(
+        why.contains("forbidden to list imagingjobs.aperture.dev") && why.contains("attempt 3"),
+        "{why}"
+    );
+    readiness.controller_running();
+    assert_eq!(readiness.check(), Ok(()));
+}
+
+#[tokio::test]
+async fn waiting_for_the_permission_stops_on_shutdown() {
+    let fake = FakeApi::new();
+    fake.forbid("list", "imagingjobs");
+    let state = State::new(test_defaults(), LeaderHandle::always());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut stop = Some(stop);
+    // Shutdown comes during the first (hour-long) wait.
+    let delays = std::iter::from_fn(move || {
+        if let Some(s) = stop.take() {
+            let _ = s.send(());
+        }
+        Some(std::time::Duration::from_secs(3600))
+    });
+    let client = fake.client();
+    let wait = crate::controller::wait_for_crd(&client, None, &state, delays, async {
+        let _ = stopped.await;
+    });
+    // The bound only turns a hang into a failure.
+    let started = tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+        .await
+        .expect("returns on shutdown, not after the wait");
+    assert!(!started);
+}
+
+#[test]
+fn retries_back_off_from_one_second_to_a_minute() {
+    let secs: Vec<u64> = crate::controller::retry_delays()
+        .take(9)
+        .map(|d| d.as_secs())
+        .collect();
+    assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
 }

@@ -147,18 +147,37 @@ fn every_example_is_accepted() {
     assert!(out.stdout.lines().count() >= 4, "{}", out.stdout);
 }
 
-/// Manifests the real API server ACCEPTS although the schema's bound excludes them:
-/// kube-openapi compares an integer value with `int64(minimum)`
-/// (`MinimumNativeType` in k8s.io/kube-openapi/pkg/validation/validate/values.go), so
-/// `0` passes `minimum: 0.0001`, and kubectl sends YAML `0.0` as the integer `0` too.
-/// The CRD needs another guard for these (a CEL rule or `exclusiveMinimum`); until it
-/// has one the operator's own validation must refuse them. Listed so the test fails,
-/// and this list is emptied, when the CRD is fixed.
-const ACCEPTED_BY_THE_API_SERVER: [&str; 2] = ["cellsize-zero.yaml", "tolerance-zero.yaml"];
+/// What the CRD's bound guard (`aperture_pipeline::spec::bound_guard`) on `field` says, if
+/// it has one and `manifest` writes that field as an integer: kube-openapi compares an
+/// integer value with `int64(minimum)` (`MinimumNativeType` in
+/// k8s.io/kube-openapi/pkg/validation/validate/values.go), so `0` passes `minimum:
+/// 0.0001` (kubectl sends YAML `0.0` as the integer `0` too) and only the guard, a CEL
+/// rule, refuses it.
+fn guard_message(manifest: &str, field: &str) -> Option<String> {
+    let doc: serde_json::Value = serde_saphyr::from_str(manifest).ok()?;
+    let mut value = &doc;
+    let mut node = &aperture_pipeline::spec::open_api_v3_schema();
+    let mut name = "";
+    for part in field.split('.') {
+        value = value.get(part)?;
+        node = node.get("properties")?.get(part)?;
+        name = part;
+    }
+    if !(value.is_i64() || value.is_u64()) {
+        return None;
+    }
+    aperture_pipeline::spec::bound_guard(
+        name,
+        node.get("minimum").and_then(serde_json::Value::as_f64),
+        node.get("maximum").and_then(serde_json::Value::as_f64),
+    )
+    .map(|g| g.message)
+}
 
 /// Each manifest the CRD's OpenAPI schema must refuse is refused, with an error naming
 /// its field (the API server words the bound itself: "should be greater than or equal
-/// to 2", not the JSON-Schema tools' "1 is less than the minimum of 2").
+/// to 2", not the JSON-Schema tools' "1 is less than the minimum of 2"); an integer below
+/// a fractional minimum, with the message of the CRD's bound guard.
 #[test]
 fn schema_violations_are_rejected_naming_the_field() {
     let Some(env) = env() else { return };
@@ -166,28 +185,32 @@ fn schema_violations_are_rejected_naming_the_field() {
     let mut problems = Vec::new();
     let files = yaml_files(&repo().join("crates/pipeline/tests/crd/invalid"));
     assert!(files.len() >= 20);
+    let mut guarded = 0;
     for path in &files {
         let text = std::fs::read_to_string(path).expect("manifest");
         let (_, field) = header(&text);
         let out = server_dry_run(env, &ns, &text);
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let known_gap = ACCEPTED_BY_THE_API_SERVER.contains(&&*name);
-        if known_gap {
-            if !out.ok {
-                problems.push(format!(
-                    "{name}: now rejected ({}); remove it from ACCEPTED_BY_THE_API_SERVER",
-                    out.stderr.trim()
-                ));
-            }
-        } else if out.ok {
+        if out.ok {
             problems.push(format!("{name}: accepted ({})", out.stdout.trim()));
         } else if !out.stderr.contains(&field) {
             problems.push(format!(
                 "{name}: error does not name {field}: {}",
                 out.stderr.trim()
             ));
+        } else if let Some(m) = guard_message(&text, &field)
+            && !out.stderr.contains(&m)
+        {
+            problems.push(format!(
+                "{name}: expected the bound guard's {m:?}: {}",
+                out.stderr.trim()
+            ));
         }
+        guarded += usize::from(guard_message(&text, &field).is_some());
     }
+    // cellsize-zero, epsilon-zero, interval-zero, target-task-seconds-zero, taper-zero,
+    // tolerance-zero: the cases only a bound guard catches on a cluster.
+    assert!(guarded >= 6, "only {guarded} manifests test a bound guard");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

@@ -208,3 +208,59 @@ fn a_job_moving_through_every_phase_is_counted_once() {
         .sum();
     assert_eq!(total, 0.0);
 }
+
+#[test]
+fn per_job_figures_come_from_the_manifests_and_go_with_the_job() {
+    use aperture_pipeline::tasks::TaskManifest;
+    let m = |kind: &str, seconds: f64, bytes_in: u64, bytes_out: u64| -> TaskManifest {
+        serde_json::from_value(serde_json::json!({
+            "stage": kind, "index": 0, "kind": kind, "cycle": 0, "started_unix": 1.0,
+            "seconds": seconds, "read_seconds": 0.0, "compute_seconds": 0.0,
+            "write_seconds": 0.0, "bytes_in": bytes_in, "bytes_out": bytes_out,
+            "windows": 1, "visibilities": 10, "peak_rss_bytes": 0, "pid": 1
+        }))
+        .expect("a manifest")
+    };
+    let metrics = Metrics::new();
+    metrics.record_job(
+        "ns/a",
+        &[
+            m("invert", 2.5, 100, 10),
+            m("invert", 1.0, 50, 5),
+            m("restore", 0.5, 7, 3),
+        ],
+    );
+    let s = samples(&metrics.encode());
+    assert_eq!(
+        get(
+            &s,
+            r#"aperture_operator_job_task_seconds{job="ns/a",kind="invert"}"#
+        ),
+        3.5
+    );
+    assert_eq!(
+        get(
+            &s,
+            r#"aperture_operator_job_task_seconds{job="ns/a",kind="restore"}"#
+        ),
+        0.5
+    );
+    assert_eq!(
+        get(
+            &s,
+            r#"aperture_operator_job_bytes{job="ns/a",direction="in"}"#
+        ),
+        157.0
+    );
+    assert_eq!(
+        get(
+            &s,
+            r#"aperture_operator_job_bytes{job="ns/a",direction="out"}"#
+        ),
+        18.0
+    );
+    assert_eq!(get(&s, r#"aperture_operator_job_tasks{job="ns/a"}"#), 3.0);
+    metrics.forget_job("ns/a");
+    let text = metrics.encode();
+    assert!(!text.contains("ns/a"), "{text}");
+}

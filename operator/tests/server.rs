@@ -1,14 +1,15 @@
-//! The axum server over real TCP: `/healthz`, `/readyz` before and after ready,
+//! The axum server over real TCP: `/healthz`, `/readyz` before and after ready (and not
+//! ready again, with the reason, when leader election is refused),
 //! `/metrics` with its content type, and graceful shutdown.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use aperture_operator::leader::{LeaderHandle, LeaseProblem};
 use aperture_operator::metrics::Metrics;
-use aperture_operator::server::{OPENMETRICS_CONTENT_TYPE, ServerState, serve};
+use aperture_operator::server::{OPENMETRICS_CONTENT_TYPE, Readiness, ServerState, serve};
 
 /// A parsed HTTP/1.1 response.
 #[derive(Debug)]
@@ -72,10 +73,11 @@ async fn probes_metrics_and_graceful_shutdown() {
         .expect("bind");
     let address = listener.local_addr().expect("address");
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
+    let leader = LeaderHandle::new();
+    let readiness = Readiness::new(leader.clone());
     let state = ServerState {
         metrics: metrics.clone(),
-        ready: ready.clone(),
+        readiness: readiness.clone(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, state, async {
@@ -94,9 +96,24 @@ async fn probes_metrics_and_graceful_shutdown() {
         not_ready.body
     );
 
-    ready.store(true, Ordering::SeqCst);
+    readiness.controller_running();
     let now_ready = get(address, "/readyz").await;
     assert_eq!(now_ready.status, 200);
+
+    // A refused Lease makes it not ready again, saying why.
+    leader.set_problem(Some(LeaseProblem {
+        message: "Lease ns/aperture-operator: get failed: 403 Forbidden".into(),
+        forbidden: true,
+    }));
+    let lease = get(address, "/readyz").await;
+    assert_eq!(lease.status, 503);
+    assert!(
+        lease.body.contains("get failed: 403 Forbidden"),
+        "{}",
+        lease.body
+    );
+    leader.set_problem(None);
+    assert_eq!(get(address, "/readyz").await.status, 200);
 
     metrics.reconciled();
     metrics.reconciled();

@@ -79,7 +79,11 @@ pub fn run(args: &RunArgs, ctx: &Context, verbose: u8) -> Result<()> {
     let tel = Telemetry::init(
         TelemetryConfig::from_env("aperture", log_level(verbose)).with_job_endpoint(
             tel_spec.otlp_endpoint.as_deref(),
-            tel_spec.protocol.map(|p| p.as_str()),
+            // The protocol belongs to the job's endpoint; without one the environment rules.
+            tel_spec
+                .otlp_endpoint
+                .as_ref()
+                .map(|_| tel_spec.protocol.as_str()),
         ),
     );
     let tel = &tel;

@@ -110,14 +110,16 @@ pub struct TelemetrySpec {
     /// trace is still written under diagnostics/).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
-    /// OTLP transport: `http/protobuf` (port 4318, the default) or `grpc` (port 4317).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<OtlpProtocol>,
+    /// OTLP transport of `otlpEndpoint`: `http/protobuf` (port 4318, the default) or
+    /// `grpc` (port 4317).
+    #[serde(default, skip_serializing_if = "OtlpProtocol::is_default")]
+    pub protocol: OtlpProtocol,
 }
 
 /// OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub enum OtlpProtocol {
+    #[default]
     #[serde(rename = "http/protobuf")]
     HttpProtobuf,
     #[serde(rename = "grpc")]
@@ -125,6 +127,10 @@ pub enum OtlpProtocol {
 }
 
 impl OtlpProtocol {
+    pub fn is_default(&self) -> bool {
+        *self == Self::HttpProtobuf
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::HttpProtobuf => "http/protobuf",
