@@ -200,13 +200,41 @@ async fn invert_job_goes_from_kubectl_apply_to_succeeded_with_correct_products()
         "psf peak {}",
         psf[[64, 64]]
     );
-    // The timings the operator writes at the end.
-    assert!(
-        tenv.out
-            .exists("diagnostics/timings.csv")
-            .await
-            .expect("head")
+    // The diagnostics the operator writes at the end.
+    for key in ["diagnostics/timings.csv", "diagnostics/report.html"] {
+        assert!(tenv.out.exists(key).await.expect("head"), "{key} missing");
+    }
+    // One trace: the pods' task spans (TRACEPARENT = their stage span) hang under the
+    // stage spans the operator derived, which hang under the job span.
+    let doc: serde_json::Value = tenv
+        .out
+        .get_json("diagnostics/trace.json")
+        .await
+        .expect("trace.json");
+    let spans = aperture_telemetry::from_otlp_json(&doc).expect("OTLP JSON");
+    let by_id: std::collections::HashMap<&str, &aperture_telemetry::SpanRecord> =
+        spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    assert_eq!(
+        spans.iter().filter(|s| s.parent_span_id.is_empty()).count(),
+        1,
+        "one root"
     );
+    let tasks: Vec<_> = spans.iter().filter(|s| s.name == "task").collect();
+    assert!(!tasks.is_empty());
+    for t in &tasks {
+        assert_eq!(
+            t.service, "aperture-worker",
+            "task spans come from the pods"
+        );
+        assert!(
+            t.attr("synthesized").is_none(),
+            "the pod's own span was stored"
+        );
+        let stage = by_id[t.parent_span_id.as_str()];
+        assert_eq!(stage.name, "stage");
+        assert_eq!(stage.attr("stage"), t.attr("stage"));
+        assert_eq!(by_id[stage.parent_span_id.as_str()].name, "job");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
