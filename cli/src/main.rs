@@ -101,6 +101,7 @@ fn main() -> ExitCode {
             cmd::bench::run_deconv(args, &ctx)
         }
         Command::Import(cmd::import::ImportCommand::Npy(args)) => cmd::import::run_npy(args, &ctx),
+        Command::Import(cmd::import::ImportCommand::Ms(args)) => cmd::import::run_ms(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

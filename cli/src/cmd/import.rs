@@ -19,10 +19,14 @@ use crate::common::fmt::{Summary, bytes, count, seconds};
 use crate::common::gridding::PrecisionArg;
 use crate::common::output::check_not_input;
 
+mod ms;
+pub use ms::{ImportMsArgs, run_ms};
+
 /// Import visibilities from other formats.
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
     Npy(ImportNpyArgs),
+    Ms(ImportMsArgs),
 }
 
 /// Import a numpy visibility bundle as a Zarr visibility dataset.
@@ -132,6 +136,32 @@ fn located(store: &Store, e: FormatError) -> anyhow::Error {
 }
 
 /// The first object under the store's prefix, as a URL.
+/// Whether a dataset exists at the import target and, if not, any leftover object
+/// there; refuses both unless `force`.
+pub(super) async fn check_target(store: &Store, force: bool) -> Result<(bool, Option<String>)> {
+    let url = store.url();
+    let exists = dataset_exists(store.object_store().clone(), store.prefix())
+        .await
+        .map_err(|e| located(store, e))?;
+    let leftover = if exists {
+        None
+    } else {
+        first_object(store).await?
+    };
+    if !force {
+        if exists {
+            bail!("{url}: a visibility dataset already exists (add --force to replace it)");
+        }
+        if let Some(obj) = &leftover {
+            bail!(
+                "{url}: is not empty ({obj} exists); choose an empty location, or add --force \
+                 to replace the remains of an interrupted import"
+            );
+        }
+    }
+    Ok((exists, leftover))
+}
+
 async fn first_object(store: &Store) -> Result<Option<String>> {
     let first = store
         .object_store()
@@ -186,25 +216,7 @@ async fn import(args: &ImportNpyArgs, ctx: &Context, store: &Store) -> Result<()
     let (os, prefix) = (store.object_store(), store.prefix().clone());
     let url = store.url();
     // The target first: a refusal comes before reading the bundle.
-    let exists = dataset_exists(os.clone(), &prefix)
-        .await
-        .map_err(|e| located(store, e))?;
-    let leftover = if exists {
-        None
-    } else {
-        first_object(store).await?
-    };
-    if !args.force {
-        if exists {
-            bail!("{url}: a visibility dataset already exists (add --force to replace it)");
-        }
-        if let Some(obj) = &leftover {
-            bail!(
-                "{url}: is not empty ({obj} exists); choose an empty location, or add --force \
-                 to replace the remains of an interrupted import"
-            );
-        }
-    }
+    let (exists, leftover) = check_target(store, args.force).await?;
 
     let stage = ctx
         .progress

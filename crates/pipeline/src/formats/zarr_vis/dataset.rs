@@ -417,6 +417,12 @@ impl VisDataset {
         &self.meta
     }
 
+    /// Adds `key` to the metadata's `extra` before [`VisDataset::commit`], e.g. an import
+    /// manifest whose counts are known only once the windows are written.
+    pub(crate) fn set_extra(&mut self, key: &str, value: Value) {
+        self.meta.extra.insert(key.to_owned(), value);
+    }
+
     pub fn nwindows(&self) -> usize {
         self.meta.nwindows()
     }

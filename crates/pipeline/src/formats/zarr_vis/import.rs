@@ -186,7 +186,10 @@ pub async fn write_dataset(
 }
 
 /// An error naming the first object under `prefix`, if there is one.
-async fn ensure_empty(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<(), FormatError> {
+pub(super) async fn ensure_empty(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+) -> Result<(), FormatError> {
     let first = store
         .list(Some(prefix))
         .try_next()

@@ -39,9 +39,11 @@ mod grid;
 mod import;
 mod layout;
 mod meta;
+mod stream;
 
 pub use dataset::{VisDataset, create_dataset, dataset_exists, delete_dataset, open_dataset};
 pub use grid::RowGrid;
 pub use import::{ImportOptions, ImportReport, import_bundle, plan_import, write_dataset};
 pub use layout::names;
 pub use meta::{FORMAT, FORMAT_VERSION, VisDatasetMeta, WindowMeta, window_block};
+pub use stream::StreamingWriter;

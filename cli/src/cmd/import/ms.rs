@@ -1,0 +1,564 @@
+//! `aperture import ms PATH.ms URL`: a CASA MeasurementSet (MSv2) as a Zarr visibility
+//! dataset, Stokes I, streamed group of windows by group of windows: a reader thread
+//! owns the casacore tables (aperture-ms) and hands blocks to the async writer
+//! (`StreamingWriter`), so memory is bounded by a couple of groups, not the MS.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, anyhow, bail};
+use aperture_imaging::vis::VisBlock;
+use aperture_ms::{
+    ChannelRange, DataColumn, MeasurementSet, MsError, MsMeta, Plan, Selection, SpwList, TimeRange,
+};
+use aperture_pipeline::formats::bundle::VisDtype;
+use aperture_pipeline::formats::zarr_vis::{
+    RowGrid, StreamingWriter, VisDatasetMeta, WindowMeta, delete_dataset,
+};
+use aperture_pipeline::storage::Store;
+use clap::{Args, ValueEnum};
+use ndarray::Array3;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::{check_local_output, check_target, dtype_name, local_dir, located, stored_size};
+use crate::common::Context;
+use crate::common::fmt::{Summary, bytes, count, radec, rate, seconds};
+use crate::common::gridding::PrecisionArg;
+use crate::common::output::check_not_input;
+
+/// `--column`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColumnArg {
+    /// DATA: the observed visibilities.
+    Data,
+    /// CORRECTED_DATA: after calibration.
+    Corrected,
+    /// MODEL_DATA: a model's visibilities.
+    Model,
+}
+
+impl ColumnArg {
+    fn column(self) -> DataColumn {
+        match self {
+            Self::Data => DataColumn::Data,
+            Self::Corrected => DataColumn::Corrected,
+            Self::Model => DataColumn::Model,
+        }
+    }
+}
+
+/// Import a CASA MeasurementSet (MSv2) as a Zarr visibility dataset of Stokes I.
+///
+/// One field is imported (--field, default 0) from the selected spectral windows (--spw,
+/// default all with rows of the field), channels (--channels, within each spectral
+/// window) and times (--time-range). Autocorrelations and rows with FLAG_ROW are
+/// dropped. Stokes I is (XX+YY)/2 or (RR+LL)/2 with weight 4/(1/w1 + 1/w2), the weights
+/// from WEIGHT_SPECTRUM, else WEIGHT, else 1/SIGMA^2; where one parallel hand is flagged
+/// (or has no positive weight) I is the other hand with its weight. UVW are kept as
+/// stored (antenna 2 minus antenna 1, aperture's own convention). Rows are placed on a
+/// time x baseline grid; cells without a row are stored flagged with zero weight.
+///
+/// Output windows are --channels-per-window channels of one spectral window each
+/// (default: one window per spectral window). The MS is read group of windows by group
+/// of windows (at most --read-buffer MiB each), so memory stays bounded however large
+/// the MS. The dataset's metadata records what was imported (group attribute
+/// `aperture.extra.imported_from`: MS path, selection, row and sample counts, flagged
+/// fraction). The group metadata is written last: an interrupted import leaves no
+/// dataset, and a failed one removes what it wrote.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  aperture import ms obs.ms obs.zarr\n  aperture import ms \
+                        obs.ms s3://bucket/obs.zarr --field 1 --spw 0,2-3 --channels 0:64 \
+                        --channels-per-window 16 --time-range 0:3600 --column corrected"
+)]
+pub struct ImportMsArgs {
+    /// The MeasurementSet (directory) to import.
+    #[arg(value_name = "PATH.ms")]
+    pub ms: PathBuf,
+    /// Where to write the dataset: a directory path or a file://, s3:// or memory:// URL.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// The visibility column: DATA, CORRECTED_DATA or MODEL_DATA.
+    #[arg(long, value_enum, default_value_t = ColumnArg::Data)]
+    pub column: ColumnArg,
+    /// FIELD id to import [default: 0].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub field: Option<usize>,
+    /// Spectral windows: ids and inclusive ranges, e.g. 0,2,4-6 [default: every one with
+    /// rows of the field].
+    #[arg(long, value_name = "LIST")]
+    pub spw: Option<SpwList>,
+    /// Channels A to B-1 of each selected spectral window, like a Python slice (0:64 is
+    /// the first 64); either end may be left out [default: all].
+    #[arg(long, value_name = "A:B", allow_hyphen_values = true)]
+    pub channels: Option<ChannelRange>,
+    /// Times START:END in seconds after the first integration of the field, or
+    /// mjd:START:END in MJD seconds (the TIME column's scale); inclusive, compared with
+    /// integration midpoints; either end may be left out [default: all].
+    #[arg(long, value_name = "START:END", allow_hyphen_values = true)]
+    pub time_range: Option<TimeRange>,
+    /// Channels per output frequency window; windows never cross spectral windows, so it
+    /// must divide each one's selected channels [default: one window per spectral
+    /// window].
+    #[arg(long, value_name = "C", allow_negative_numbers = true)]
+    pub channels_per_window: Option<usize>,
+    /// Integrations per chunk [default: chunks of at most 64 MiB of visibilities].
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    pub time_chunk: Option<usize>,
+    /// Stored precision: f32 (complex64 visibilities, float32 weights, as DATA is stored)
+    /// or f64 (complex128, float64).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
+    /// Memory for one group of windows read in one pass over the MS, MiB (at most about
+    /// three groups are in memory at once).
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 512,
+        allow_negative_numbers = true
+    )]
+    pub read_buffer: usize,
+    /// Replace a visibility dataset (or the remains of an interrupted import) at URL.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What the reader thread sends.
+enum Msg {
+    Plan(Box<(MsMeta, Plan)>),
+    Windows(Vec<(usize, VisBlock)>),
+    Failed(MsError),
+}
+
+pub fn run_ms(args: &ImportMsArgs, ctx: &Context) -> Result<()> {
+    if !aperture_ms::SUPPORTED {
+        return Err(anyhow!(MsError::NoSupport {
+            path: args.ms.clone()
+        }));
+    }
+    if args.channels_per_window == Some(0) {
+        bail!("--channels-per-window 0: must be at least 1");
+    }
+    if args.time_chunk == Some(0) {
+        bail!("--time-chunk 0: must be at least 1");
+    }
+    if args.read_buffer == 0 {
+        bail!("--read-buffer 0: must be at least 1 MiB");
+    }
+    if let Some(dir) = local_dir(&args.url) {
+        check_not_input("URL", &dir, "input MeasurementSet", &args.ms)?;
+        check_local_output(&args.url, &dir, &args.ms)?;
+    }
+    let store = Store::from_url(&args.url).map_err(|e| anyhow!("{e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(import(args, ctx, &store))
+}
+
+/// The reader thread: opens the MS, plans, then reads every group of windows in order;
+/// stops when the receiver is gone (the writer failed).
+fn spawn_reader(
+    path: PathBuf,
+    sel: Selection,
+    cpw: Option<usize>,
+    budget: usize,
+) -> (mpsc::Receiver<Msg>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(1);
+    let handle = std::thread::spawn(move || {
+        let fail = |e| {
+            let _ = tx.blocking_send(Msg::Failed(e));
+        };
+        let mut ms = match MeasurementSet::open(&path) {
+            Ok(ms) => ms,
+            Err(e) => return fail(e),
+        };
+        let plan = match ms.plan(&sel, cpw) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        let groups = plan.window_groups(budget);
+        if tx
+            .blocking_send(Msg::Plan(Box::new((ms.meta().clone(), plan.clone()))))
+            .is_err()
+        {
+            return;
+        }
+        for g in groups {
+            match ms.read_windows(&plan, &g) {
+                Ok(blocks) => {
+                    let msg = Msg::Windows(g.into_iter().zip(blocks).collect());
+                    if tx.blocking_send(msg).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => return fail(e),
+            }
+        }
+    });
+    (rx, handle)
+}
+
+/// The dataset metadata for `plan`: grid, windows, phase centre, telescope, array.
+fn dataset_meta(args: &ImportMsArgs, meta: &MsMeta, plan: &Plan) -> Result<VisDatasetMeta> {
+    let l = &plan.layout;
+    let (ncell, nbl) = (l.ncell(), l.nbaseline());
+    let grid = RowGrid::from_rows(
+        &(0..ncell).map(|c| l.time_s[c / nbl]).collect::<Vec<_>>(),
+        &(0..ncell).map(|c| l.ant1[c % nbl]).collect::<Vec<_>>(),
+        &(0..ncell).map(|c| l.ant2[c % nbl]).collect::<Vec<_>>(),
+    )?;
+    let cpw = plan.windows[0].chans.len();
+    let windows = WindowMeta::split(&plan.freq_c(), cpw)?;
+    let mut m = VisDatasetMeta::new(&grid, windows, plan.phase_centre)?;
+    m.vis_dtype = args.precision.vis_dtype();
+    m.time_chunk = match args.time_chunk {
+        Some(t) => t.min(m.ntime),
+        None => m.default_time_chunk(cpw),
+    };
+    m.telescope = meta.telescope.clone();
+    m.station_diameter_m = meta.common_dish_diameter();
+    m.array = Some(meta.antenna_config());
+    m.validate()?;
+    Ok(m)
+}
+
+/// The import manifest stored as `extra.imported_from`.
+fn manifest(
+    args: &ImportMsArgs,
+    meta: &MsMeta,
+    plan: &Plan,
+    flagged: usize,
+    seconds: f64,
+) -> Value {
+    let samples = plan.n_samples();
+    let spws: Vec<Value> = plan
+        .spws
+        .iter()
+        .map(|s| {
+            let spw = &meta.spectral_windows[s.spw_id];
+            json!({
+                "id": s.spw_id,
+                "name": spw.name,
+                "data_description_id": s.ddid,
+                "channels": [s.chans.start, s.chans.end],
+                "nchan": s.nchan,
+                "frequency_frame": spw.frame(),
+                "polarization_id": s.pol_id,
+                "correlations": meta.polarizations[s.pol_id].describe(),
+                "basis": s.basis.name(),
+            })
+        })
+        .collect();
+    let path = std::path::absolute(&args.ms).unwrap_or_else(|_| args.ms.clone());
+    let t = plan.time_bounds;
+    json!({
+        "measurement_set": path.display().to_string(),
+        "column": plan.column.column(),
+        "selection": {
+            "field": plan.field,
+            "field_name": plan.field_name,
+            "phase_centre_frame": meta.fields[plan.field].frame,
+            "spectral_windows": spws,
+            "time_range_mjd_s": [
+                if t.0.is_finite() { json!(t.0) } else { Value::Null },
+                if t.1.is_finite() { json!(t.1) } else { Value::Null },
+            ],
+        },
+        "stokes_i": "(P+Q)/2 of the parallel hands (XX,YY or RR,LL), weight 4/(1/wP + 1/wQ); \
+                     one usable hand (unflagged, weight > 0): that hand and its weight",
+        "weights": plan.weight_source,
+        "uvw": "as stored: antenna 2 minus antenna 1",
+        "rows": plan.rows,
+        "grid": {
+            "times": plan.layout.ntime(),
+            "baselines": plan.layout.nbaseline(),
+            "empty_cells": plan.layout.empty_cells(),
+        },
+        "channels": plan.windows.iter().map(|w| w.chans.len()).sum::<usize>(),
+        "windows": plan.windows.len(),
+        "samples": samples,
+        "flagged_samples": flagged,
+        "flagged_fraction": if samples > 0 { flagged as f64 / samples as f64 } else { 0.0 },
+        "seconds": seconds,
+        "aperture_version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// UVW of the grid as [time, baseline, 3].
+fn uvw_tb3(plan: &Plan) -> Result<Array3<f64>> {
+    let l = &plan.layout;
+    Array3::from_shape_vec(
+        (l.ntime(), l.nbaseline(), 3),
+        plan.uvw_r.iter().flat_map(|p| [p.u, p.v, p.w]).collect(),
+    )
+    .map_err(|e| anyhow!("uvw: {e}"))
+}
+
+/// A line of progress every tenth of the windows (or each group on a terminal).
+struct GroupProgress {
+    enabled: bool,
+    every: usize,
+    total: usize,
+    done: usize,
+    start: Instant,
+}
+
+impl GroupProgress {
+    fn new(ctx: &Context, total: usize) -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        Self {
+            enabled: ctx.progress.enabled(),
+            every: if terminal {
+                1
+            } else {
+                total.div_ceil(10).max(1)
+            },
+            total,
+            done: 0,
+            start: Instant::now(),
+        }
+    }
+
+    fn advance(&mut self, n: usize, samples: usize) {
+        let before = self.done / self.every;
+        self.done += n;
+        if self.enabled && (self.done / self.every != before || self.done == self.total) {
+            let t = self.start.elapsed().as_secs_f64();
+            eprintln!(
+                "windows {}/{} written, {} ({})",
+                self.done,
+                self.total,
+                seconds(t),
+                rate(samples as f64, t)
+            );
+        }
+    }
+}
+
+async fn import(args: &ImportMsArgs, ctx: &Context, store: &Store) -> Result<()> {
+    let (os, prefix) = (store.object_store(), store.prefix().clone());
+    let url = store.url();
+    // The target first: a refusal comes before reading the MS.
+    let (exists, leftover) = check_target(store, args.force).await?;
+
+    let sel = Selection {
+        column: args.column.column(),
+        field: args.field,
+        spws: args.spw.as_ref().map(|l| l.0.clone()),
+        channels: args.channels,
+        time: args.time_range,
+    };
+    let start = Instant::now();
+    let stage = ctx
+        .progress
+        .stage(format!("reading the tables of {}", args.ms.display()));
+    let (mut rx, reader) = spawn_reader(
+        args.ms.clone(),
+        sel,
+        args.channels_per_window,
+        args.read_buffer.saturating_mul(1 << 20),
+    );
+    let result = async {
+        let (meta, plan) = match rx.recv().await {
+            Some(Msg::Plan(p)) => *p,
+            Some(Msg::Failed(e)) => return Err(anyhow!(e)),
+            _ => bail!("{}: the MeasurementSet reader stopped", args.ms.display()),
+        };
+        stage.done_with(&format!(
+            "{} of {} rows selected",
+            count(plan.rows.selected as usize),
+            count(plan.rows.total as usize)
+        ));
+        if meta.fields.len() > 1 && args.field.is_none() {
+            ctx.progress.note(&format!(
+                "note: the MeasurementSet has {} fields; importing field 0 ({}), choose \
+                 another with --field",
+                meta.fields.len(),
+                meta.fields[0].name
+            ));
+        }
+        let dmeta = dataset_meta(args, &meta, &plan)?;
+        if exists || leftover.is_some() {
+            let stage = ctx
+                .progress
+                .stage(format!("removing the old dataset at {url}"));
+            delete_dataset(os.clone(), &prefix)
+                .await
+                .map_err(|e| located(store, e))?;
+            stage.done();
+        }
+        let writer = StreamingWriter::begin(os.clone(), &prefix, dmeta, uvw_tb3(&plan)?.view())
+            .await
+            .map_err(|e| located(store, e))?;
+        let written = async {
+            let mut flagged = 0usize;
+            let mut progress = GroupProgress::new(ctx, plan.windows.len());
+            let mut samples = 0usize;
+            let mut seen = 0usize;
+            while seen < plan.windows.len() {
+                let blocks = match rx.recv().await {
+                    Some(Msg::Windows(b)) => b,
+                    Some(Msg::Failed(e)) => return Err(anyhow!(e)),
+                    _ => bail!("{}: the MeasurementSet reader stopped", args.ms.display()),
+                };
+                for (w, block) in &blocks {
+                    flagged += block.flag_rc.iter().filter(|&&f| f).count();
+                    samples += block.n_vis();
+                    writer
+                        .write_window(*w, block)
+                        .await
+                        .map_err(|e| located(store, e))?;
+                }
+                seen += blocks.len();
+                progress.advance(blocks.len(), samples);
+            }
+            Ok(flagged)
+        }
+        .await;
+        let flagged = match written {
+            Ok(f) => f,
+            Err(e) => {
+                writer.abort().await;
+                return Err(e);
+            }
+        };
+        let t = start.elapsed().as_secs_f64();
+        let m = manifest(args, &meta, &plan, flagged, t);
+        let ds = writer
+            .finish([("imported_from".to_owned(), m)])
+            .await
+            .map_err(|e| located(store, e))?;
+        Ok((meta, plan, flagged, ds.meta().vis_dtype, t))
+    }
+    .await;
+    drop(rx);
+    let _ = reader.join();
+    let (meta, plan, flagged, dtype, t) = result?;
+    let (size, objects) = stored_size(store).await?;
+    summary(args, url, &meta, &plan, flagged, dtype, size, objects, t).print();
+    Ok(())
+}
+
+fn summary(
+    args: &ImportMsArgs,
+    url: &str,
+    meta: &MsMeta,
+    plan: &Plan,
+    flagged: usize,
+    dtype: VisDtype,
+    size: u64,
+    objects: usize,
+    t: f64,
+) -> Summary {
+    let r = &plan.rows;
+    let mut s = Summary::new();
+    s.row(
+        "measurement set",
+        format!(
+            "{} ({} rows, {}{})",
+            args.ms.display(),
+            count(r.total as usize),
+            plan.column.column(),
+            meta.telescope
+                .as_deref()
+                .map(|t| format!(", telescope {t}"))
+                .unwrap_or_default()
+        ),
+    );
+    let pc = plan.phase_centre;
+    s.row(
+        "field",
+        format!(
+            "{} {} at {}",
+            plan.field,
+            plan.field_name,
+            radec(pc.ra, pc.dec)
+        ),
+    );
+    s.row(
+        "rows",
+        format!(
+            "{} read; dropped {} autocorrelations, {} with FLAG_ROW, {} of other fields, \
+             spectral windows or times",
+            count(r.selected as usize),
+            count(r.autocorrelations as usize),
+            count(r.flag_row as usize),
+            count(r.not_selected as usize)
+        ),
+    );
+    let l = &plan.layout;
+    s.row(
+        "grid",
+        format!(
+            "{} times x {} baselines{}",
+            count(l.ntime()),
+            count(l.nbaseline()),
+            match l.empty_cells() {
+                0 => String::new(),
+                n => format!(", {} cells without a row (stored flagged)", count(n)),
+            }
+        ),
+    );
+    let spws: Vec<String> = plan
+        .spws
+        .iter()
+        .map(|s| {
+            format!(
+                "{} (channels {}:{}, {})",
+                s.spw_id,
+                s.chans.start,
+                s.chans.end,
+                s.basis.name()
+            )
+        })
+        .collect();
+    s.row("spectral windows", spws.join(", "));
+    let freq = plan.freq_c();
+    let (lo, hi) = freq
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &f| {
+            (a.min(f), b.max(f))
+        });
+    s.row(
+        "windows",
+        format!(
+            "{} x {} channels, {:.6}-{:.6} MHz",
+            plan.windows.len(),
+            plan.windows[0].chans.len(),
+            lo / 1e6,
+            hi / 1e6
+        ),
+    );
+    let samples = plan.n_samples();
+    s.row(
+        "flagged",
+        format!(
+            "{:.4} ({} of {} samples)",
+            if samples > 0 {
+                flagged as f64 / samples as f64
+            } else {
+                0.0
+            },
+            count(flagged),
+            count(samples)
+        ),
+    );
+    s.row("weights", plan.weight_source.column());
+    s.row("precision", dtype_name(dtype));
+    s.row(
+        "wrote",
+        format!(
+            "{url}: {} objects, {} in {} ({})",
+            count(objects),
+            bytes(size),
+            seconds(t),
+            rate(samples as f64, t)
+        ),
+    );
+    s
+}

@@ -1,0 +1,237 @@
+//! One casacore table opened read-only through `rubbl_casatables`, with its columns'
+//! types checked before any read (rubbl reads cells into buffers sized from the column
+//! description), and every casacore exception turned into an error naming the table
+//! and column.
+
+use std::path::{Path, PathBuf};
+
+use rubbl_casatables::{CasaScalarData, GlueDataType, Table, TableError, TableOpenMode};
+
+use crate::error::MsError;
+
+/// A table of the MeasurementSet at `ms`: `MAIN` or a subtable.
+pub(crate) struct Tab {
+    ms: PathBuf,
+    name: String,
+    table: Table,
+    columns: Vec<String>,
+}
+
+impl std::fmt::Debug for Tab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tab")
+            .field("ms", &self.ms)
+            .field("name", &self.name)
+            .field("columns", &self.columns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `dir` looks like a casacore table (a directory with `table.dat`).
+pub(crate) fn is_table_dir(dir: &Path) -> bool {
+    dir.join("table.dat").is_file()
+}
+
+/// What a column must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Scalar,
+    Array,
+}
+
+impl Tab {
+    /// Opens table `name` (`MAIN` for the main table) of the MeasurementSet at `ms`.
+    pub(crate) fn open(ms: &Path, name: &str) -> Result<Self, MsError> {
+        let dir = if name == "MAIN" {
+            ms.to_path_buf()
+        } else {
+            ms.join(name)
+        };
+        if !is_table_dir(&dir) {
+            return Err(MsError::MissingTable {
+                path: ms.to_path_buf(),
+                table: name.into(),
+            });
+        }
+        let casacore = |reason: String| MsError::Casacore {
+            path: ms.to_path_buf(),
+            table: name.into(),
+            reason,
+        };
+        let mut table =
+            Table::open(&dir, TableOpenMode::Read).map_err(|e| casacore(e.to_string()))?;
+        let columns = table.column_names().map_err(|e| casacore(e.to_string()))?;
+        Ok(Self {
+            ms: ms.to_path_buf(),
+            name: name.into(),
+            table,
+            columns,
+        })
+    }
+
+    /// The MeasurementSet's path.
+    pub(crate) fn ms_path(&self) -> &Path {
+        &self.ms
+    }
+
+    pub(crate) fn n_rows(&self) -> u64 {
+        self.table.n_rows()
+    }
+
+    pub(crate) fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    pub(crate) fn has(&self, column: &str) -> bool {
+        self.columns.iter().any(|c| c == column)
+    }
+
+    fn casacore(&self, column: &str, e: impl std::fmt::Display) -> MsError {
+        MsError::Casacore {
+            path: self.ms.clone(),
+            table: format!("{}/{column}", self.name),
+            reason: e.to_string(),
+        }
+    }
+
+    fn table_error(&self, column: &str, row: Option<u64>, e: TableError) -> MsError {
+        match row {
+            Some(r) => self.casacore(column, format!("row {r}: {e}")),
+            None => self.casacore(column, e),
+        }
+    }
+
+    /// An error about a value of this table.
+    pub(crate) fn bad(&self, column: &str, row: Option<u64>, reason: impl Into<String>) -> MsError {
+        MsError::BadValue {
+            path: self.ms.clone(),
+            table: self.name.clone(),
+            column: column.into(),
+            row,
+            reason: reason.into(),
+        }
+    }
+
+    /// Checks that `column` exists, holds `types` (one of them) and is a scalar or an
+    /// array column; returns the element type found.
+    pub(crate) fn require(
+        &mut self,
+        column: &str,
+        types: &[GlueDataType],
+        shape: Shape,
+    ) -> Result<GlueDataType, MsError> {
+        if !self.has(column) {
+            return Err(MsError::MissingColumn {
+                path: self.ms.clone(),
+                table: self.name.clone(),
+                column: column.into(),
+            });
+        }
+        let desc = self
+            .table
+            .get_col_desc(column)
+            .map_err(|e| self.casacore(column, e))?;
+        let found = desc.data_type();
+        let scalar = desc.is_scalar();
+        let want_scalar = shape == Shape::Scalar;
+        if !types.contains(&found) || scalar != want_scalar {
+            let kind = |s: bool| if s { "a scalar" } else { "an array" };
+            return Err(MsError::ColumnType {
+                path: self.ms.clone(),
+                table: self.name.clone(),
+                column: column.into(),
+                expected: format!(
+                    "{} column of {}",
+                    kind(want_scalar),
+                    types
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+                found: format!("{} column of {found}", kind(scalar)),
+            });
+        }
+        Ok(found)
+    }
+
+    /// A whole scalar column (check its type with [`Tab::require`] first).
+    pub(crate) fn column<T: CasaScalarData>(&mut self, column: &str) -> Result<Vec<T>, MsError> {
+        let v = self
+            .table
+            .get_col_as_vec::<T>(column)
+            .map_err(|e| self.table_error(column, None, e))?;
+        if v.len() as u64 != self.n_rows() {
+            return Err(self.bad(
+                column,
+                None,
+                format!("read {} values for {} rows", v.len(), self.n_rows()),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// One scalar cell.
+    pub(crate) fn scalar<T: CasaScalarData>(
+        &mut self,
+        column: &str,
+        row: u64,
+    ) -> Result<T, MsError> {
+        self.table
+            .get_cell::<T>(column, row)
+            .map_err(|e| self.table_error(column, Some(row), e))
+    }
+
+    /// One array cell, flattened with the first casacore axis fastest (e.g. DATA
+    /// `[chan][corr]`: index `chan·ncorr + corr`).
+    pub(crate) fn cell<T: CasaScalarData>(
+        &mut self,
+        column: &str,
+        row: u64,
+    ) -> Result<Vec<T>, MsError> {
+        self.table
+            .get_cell_as_vec::<T>(column, row)
+            .map_err(|e| self.table_error(column, Some(row), e))
+    }
+
+    /// One array cell of `expected` elements; another size is an error naming the row.
+    pub(crate) fn cell_of<T: CasaScalarData>(
+        &mut self,
+        column: &str,
+        row: u64,
+        expected: usize,
+        what: impl FnOnce() -> String,
+    ) -> Result<Vec<T>, MsError> {
+        let v = self.cell::<T>(column, row)?;
+        if v.len() != expected {
+            return Err(self.bad(
+                column,
+                Some(row),
+                format!("has {} values; expected {}", v.len(), what()),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// A string keyword of a column's MEASINFO record (e.g. `Ref`), if present.
+    pub(crate) fn measinfo(&mut self, column: &str, key: &str) -> Option<String> {
+        let mut kw = self.table.get_column_keyword_record(column).ok()?;
+        if !kw.keyword_names().ok()?.iter().any(|k| k == "MEASINFO") {
+            return None;
+        }
+        let mut mi: rubbl_casatables::TableRecord = kw.get_field("MEASINFO").ok()?;
+        if !mi.keyword_names().ok()?.iter().any(|k| k == key) {
+            return None;
+        }
+        mi.get_field::<String>(key).ok()
+    }
+
+    /// A column's `QuantumUnits` keyword, if present.
+    pub(crate) fn units(&mut self, column: &str) -> Option<Vec<String>> {
+        let mut kw = self.table.get_column_keyword_record(column).ok()?;
+        if !kw.keyword_names().ok()?.iter().any(|k| k == "QuantumUnits") {
+            return None;
+        }
+        kw.get_field::<Vec<String>>("QuantumUnits").ok()
+    }
+}

@@ -1,0 +1,36 @@
+//! aperture-ms: reads CASA MeasurementSets (MSv2; Kemball & Wieringa, AIPS++ Note 229)
+//! into the imaging crate's Stokes-I [`VisBlock`](aperture_imaging::vis::VisBlock)s.
+//!
+//! [`MeasurementSet::open`] reads the subtables (SPECTRAL_WINDOW, POLARIZATION,
+//! DATA_DESCRIPTION, FIELD, ANTENNA, OBSERVATION) into [`MsMeta`];
+//! [`MeasurementSet::plan`] resolves a [`Selection`] (data column, field, spectral
+//! windows, channels, time range; autocorrelations and FLAG_ROW rows dropped) into a
+//! [`Plan`] with the (time × baseline) grid and the output frequency windows; and
+//! [`MeasurementSet::read_windows`] streams one group of windows at a time, so memory is
+//! bounded by the group, not the MeasurementSet. Stokes I and its weight follow
+//! [`corr`]. UVW are kept as stored (antenna 2 minus antenna 1), which is aperture's own
+//! convention.
+//!
+//! casacore is compiled from C++ source through `rubbl_casatables`, behind the cargo
+//! feature `casacore`; without it, [`MeasurementSet::open`] returns
+//! [`MsError::NoSupport`]. Everything else (selection parsing, Stokes I, the grid, the
+//! windows) is pure Rust and always built.
+
+#[cfg(feature = "casacore")]
+mod casa;
+pub mod corr;
+mod error;
+pub mod layout;
+pub mod meta;
+pub mod plan;
+mod reader;
+pub mod select;
+pub mod windows;
+
+pub use error::MsError;
+pub use meta::MsMeta;
+pub use plan::{Plan, RowCounts, SelectedSpw, WeightSource};
+#[cfg(feature = "casacore")]
+pub use reader::casacore_lock;
+pub use reader::{MeasurementSet, SUPPORTED};
+pub use select::{ChannelRange, DataColumn, Selection, SpwList, TimeRange};
