@@ -250,19 +250,10 @@ impl Metrics {
 
     /// Stop counting job `job_key` (it was deleted). Unknown keys are ignored.
     pub fn forget_job(&self, job_key: &str) {
-        for kind in [
-            "simulate",
-            "weights",
-            "invert",
-            "residual",
-            "reduce",
-            "deconvolve",
-            "restore",
-            "predict",
-        ] {
+        for kind in aperture_pipeline::plan::TaskKind::ALL {
             self.job_task_seconds.remove(&JobKindLabel {
                 job: job_key.to_owned(),
-                kind: kind.to_owned(),
+                kind: kind.name().to_owned(),
             });
         }
         for direction in ["in", "out"] {

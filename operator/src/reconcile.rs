@@ -602,34 +602,8 @@ impl Run<'_> {
                 .outputs
                 .insert("visibilities".into(), store.key_url("predicted.zarr"));
         }
-        // Diagnostics read every manifest: O(tasks), once per job, at the end.
-        let wall = self.st.start_time.as_ref().map_or(0.0, |t| {
-            (self.now.0.as_second() - t.0.as_second()).max(0) as f64
-        });
-        match observe_store(plan, store).await {
-            Ok((_, manifests)) => {
-                self.ctx.state.metrics.record_job(&self.key(), &manifests);
-                let workers = plan.spec.parallelism.max_parallel.max(1) as usize;
-                match write_job_diagnostics(
-                    plan,
-                    store,
-                    &manifests,
-                    RunState::Succeeded,
-                    wall,
-                    workers,
-                )
-                .await
-                {
-                    Ok(()) => {
-                        self.st
-                            .outputs
-                            .insert("diagnostics".into(), store.key_url("diagnostics/"));
-                    }
-                    Err(e) => tracing::warn!(job = %self.key(), "diagnostics not written: {e}"),
-                }
-            }
-            Err(e) => tracing::warn!(job = %self.key(), "diagnostics not written: {e}"),
-        }
+        self.finished_diagnostics(plan, store, RunState::Succeeded)
+            .await;
         self.st.phase = JobPhase::Succeeded;
         self.st.completion_time = Some(self.now.clone());
         let msg = format!(
@@ -669,20 +643,30 @@ impl Run<'_> {
     /// Best effort: the diagnostics of the tasks a failed job did finish (its reason
     /// goes to the status whatever happens here).
     async fn failed_diagnostics(&mut self, plan: &Plan, reason: &str) {
-        let Ok(store) = self.output_store(plan).await else {
-            return;
-        };
+        if let Ok(store) = self.output_store(plan).await {
+            let state = RunState::Failed {
+                reason: reason.to_string(),
+            };
+            self.finished_diagnostics(plan, &store, state).await;
+        }
+    }
+
+    /// A finished job's per-job metrics and diagnostics/ (one read of every manifest,
+    /// O(tasks), once per job); failures are logged, never fail the reconcile.
+    async fn finished_diagnostics(
+        &mut self,
+        plan: &Plan,
+        store: &aperture_pipeline::storage::Store,
+        state: RunState,
+    ) {
         let wall = self.st.start_time.as_ref().map_or(0.0, |t| {
             (self.now.0.as_second() - t.0.as_second()).max(0) as f64
         });
         let workers = plan.spec.parallelism.max_parallel.max(1) as usize;
-        let state = RunState::Failed {
-            reason: reason.to_string(),
-        };
-        let result = match observe_store(plan, &store).await {
+        let result = match observe_store(plan, store).await {
             Ok((_, manifests)) => {
                 self.ctx.state.metrics.record_job(&self.key(), &manifests);
-                write_job_diagnostics(plan, &store, &manifests, state, wall, workers).await
+                write_job_diagnostics(plan, store, &manifests, state, wall, workers).await
             }
             Err(e) => Err(e),
         };

@@ -44,26 +44,13 @@ pub struct RunSummary {
 /// `diagnostics/run.json`: how the run stood when the diagnostics were last written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
-    pub state: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
+    #[serde(flatten)]
+    pub state: RunState,
     pub wall_seconds: f64,
     pub nworkers: usize,
 }
 
 pub const RUN_KEY: &str = "diagnostics/run.json";
-
-impl RunRecord {
-    pub fn state(&self) -> RunState {
-        match self.state.as_str() {
-            "succeeded" => RunState::Succeeded,
-            "failed" => RunState::Failed {
-                reason: self.reason.clone(),
-            },
-            _ => RunState::Running,
-        }
-    }
-}
 
 /// What [`write_run_diagnostics`] produced.
 #[derive(Debug, Clone)]
@@ -71,26 +58,6 @@ pub struct Written {
     pub figures: RunFigures,
     /// The whole trace as written to trace.json (for export by the driver).
     pub spans: Vec<SpanRecord>,
-}
-
-/// [`write_run_diagnostics`] for a run that succeeded, with no spans of the driver.
-pub async fn write_diagnostics(
-    plan: &Plan,
-    out: &Store,
-    manifests: &[TaskManifest],
-    wall_seconds: f64,
-    nworkers: usize,
-) -> Result<RunFigures, StorageError> {
-    let run = RunSummary {
-        state: RunState::Succeeded,
-        wall_seconds,
-        nworkers,
-        own_spans: Vec::new(),
-        service: "aperture".into(),
-    };
-    Ok(write_run_diagnostics(plan, out, manifests, run)
-        .await?
-        .figures)
 }
 
 /// Writes every diagnostics file of a run from its manifests, the spans stored under
@@ -130,16 +97,10 @@ pub async fn write_run_diagnostics(
     .await?;
     out.put_json("diagnostics/trace.json", &to_otlp_json(&spans))
         .await?;
-    let (state, reason) = match &run.state {
-        RunState::Succeeded => ("succeeded", String::new()),
-        RunState::Failed { reason } => ("failed", reason.clone()),
-        RunState::Running => ("running", String::new()),
-    };
     out.put_json(
         RUN_KEY,
         &RunRecord {
-            state: state.into(),
-            reason,
+            state: run.state.clone(),
             wall_seconds: run.wall_seconds,
             nworkers: run.nworkers,
         },
@@ -310,4 +271,39 @@ fn tasks_csv(ms: &[TaskManifest], seconds_of: &dyn Fn(&TaskManifest) -> f64) -> 
         );
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_json_keeps_the_state_and_its_reason() {
+        for state in [
+            RunState::Succeeded,
+            RunState::Running,
+            RunState::Failed {
+                reason: "task invert/3: corrupt chunk".into(),
+            },
+        ] {
+            let r = RunRecord {
+                state: state.clone(),
+                wall_seconds: 1.5,
+                nworkers: 2,
+            };
+            let v = serde_json::to_value(&r).unwrap();
+            let back: RunRecord = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(back.state, state, "{v}");
+        }
+        let v = serde_json::to_value(RunRecord {
+            state: RunState::Failed { reason: "x".into() },
+            wall_seconds: 0.0,
+            nworkers: 1,
+        })
+        .unwrap();
+        assert_eq!(
+            (v["state"].as_str(), v["reason"].as_str()),
+            (Some("failed"), Some("x"))
+        );
+    }
 }

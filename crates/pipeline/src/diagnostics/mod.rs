@@ -9,8 +9,7 @@ mod trace;
 mod view;
 
 pub use files::{
-    RUN_KEY, RunFigures, RunRecord, RunSummary, TIMINGS_COLUMNS, Written, write_diagnostics,
-    write_run_diagnostics,
+    RUN_KEY, RunFigures, RunRecord, RunSummary, TIMINGS_COLUMNS, Written, write_run_diagnostics,
 };
 pub use rerender::rerender;
 pub use trace::{assemble, derived, load_stored_spans, task_of};

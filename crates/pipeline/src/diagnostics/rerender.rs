@@ -20,7 +20,7 @@ pub async fn rerender(out: &Store) -> Result<(Plan, Written, RunState), StorageE
     };
     // The run's own record wins (it knows about interrupts); else the state machine's
     // verdict on what storage holds.
-    let state = match record.as_ref().map(RunRecord::state) {
+    let state = match record.as_ref().map(|r| r.state.clone()) {
         Some(s @ (RunState::Succeeded | RunState::Failed { .. })) => s,
         _ => match advance(&plan, &obs).first() {
             Some(Action::Succeed) => RunState::Succeeded,
@@ -30,16 +30,18 @@ pub async fn rerender(out: &Store) -> Result<(Plan, Written, RunState), StorageE
             _ => RunState::Running,
         },
     };
-    let span_of = |f: fn(f64, f64) -> f64, init: f64, end: bool| {
-        manifests
-            .iter()
-            .map(|m| m.started_unix + if end { m.seconds } else { 0.0 })
-            .fold(init, f)
-    };
-    let wall = record.as_ref().map_or_else(
-        || (span_of(f64::max, 0.0, true) - span_of(f64::min, f64::INFINITY, false)).max(0.0),
-        |r| r.wall_seconds,
-    );
+    // Without a record: first task start to last task end.
+    let first = manifests
+        .iter()
+        .map(|m| m.started_unix)
+        .fold(f64::INFINITY, f64::min);
+    let last = manifests
+        .iter()
+        .map(|m| m.started_unix + m.seconds)
+        .fold(0.0, f64::max);
+    let wall = record
+        .as_ref()
+        .map_or((last - first).max(0.0), |r| r.wall_seconds);
     let run = RunSummary {
         state: state.clone(),
         wall_seconds: wall,

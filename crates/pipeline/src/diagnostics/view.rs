@@ -1,12 +1,14 @@
 //! [`RunView`]: everything the diagnostics show about one run, read back from storage.
 
 use aperture_telemetry::SpanRecord;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
 use crate::tasks::TaskManifest;
 
-/// How the run stands.
-#[derive(Debug, Clone, PartialEq)]
+/// How the run stands (in `diagnostics/run.json` as `"state": "failed", "reason": …`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
 pub enum RunState {
     Succeeded,
     Failed {

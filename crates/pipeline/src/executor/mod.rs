@@ -6,7 +6,7 @@ mod local;
 mod observe;
 mod prepare;
 
-pub use crate::diagnostics::{RunFigures, write_diagnostics};
+pub use crate::diagnostics::RunFigures;
 pub use inline::run_inline;
 pub use local::{Event, LocalOptions, RunOutcome, run_local};
 pub use observe::observe;

@@ -67,6 +67,18 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    /// Every kind.
+    pub const ALL: [Self; 8] = [
+        Self::Simulate,
+        Self::Weights,
+        Self::Invert,
+        Self::Residual,
+        Self::Reduce,
+        Self::Deconvolve,
+        Self::Restore,
+        Self::Predict,
+    ];
+
     /// The kebab-case name, as in plan.json.
     pub fn name(self) -> &'static str {
         match self {
