@@ -315,15 +315,41 @@ fn a_corrupt_chunk_fails_the_task_naming_it_and_leaves_no_products_but_diagnosti
 
 #[test]
 fn ctrl_c_stops_the_run_and_a_rerun_finishes_it() {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().expect("tempdir");
     let job = write_job(dir.path(), "int", &manifest("int", "invert", ""));
     let out = dir.path().join("out");
+    // A worker that says it has started (through a FIFO the test reads, so no timing is
+    // guessed) and then never finishes: Ctrl-C is certain to land mid-task.
+    let fifo = dir.path().join("started");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let worker = dir.path().join("stuck-worker");
+    std::fs::write(
+        &worker,
+        "#!/bin/sh\necho $$ > \"$STARTED_FIFO\"\nexec tail -f /dev/null\n",
+    )
+    .expect("write worker");
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let child = run_cmd(&job, &out, &["--parallel", "1"])
+        .env("APERTURE_WORKER", &worker)
+        .env("STARTED_FIFO", &fifo)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let pid = child.id();
-    wait_until("a worker to start", || !children(pid).is_empty());
+    let mut said = String::new();
+    std::fs::File::open(&fifo)
+        .expect("open fifo")
+        .read_to_string(&mut said)
+        .expect("read fifo");
+    let worker_pid: u32 = said.trim().parse().expect("the worker's pid");
     assert!(
         Command::new("kill")
             .args(["-INT", &pid.to_string()])
@@ -332,13 +358,20 @@ fn ctrl_c_stops_the_run_and_a_rerun_finishes_it() {
             .success()
     );
     let o = child.wait_with_output().expect("wait");
-    if !o.status.success() {
-        // Interrupted before the end: one clear line, and no products yet.
-        let e = stderr(&o);
-        assert!(e.contains("interrupted") && e.contains("resume"), "{e}");
-        assert!(!out.join("products").exists());
-    }
-    wait_until("the workers to exit", || children(pid).is_empty());
+    // Stopped mid-task: one clear line, a failing exit, no products.
+    assert!(!o.status.success(), "the interrupted run exited 0");
+    let e = stderr(&o);
+    assert!(e.contains("interrupted") && e.contains("resume"), "{e}");
+    assert!(!out.join("products").exists());
+    // The worker never ends by itself: only the run's SIGKILL on the way out stops it.
+    wait_until("the stuck worker to be killed", || {
+        std::fs::read_to_string(format!("/proc/{worker_pid}/stat")).map_or(true, |st| {
+            st.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    });
+    // The same command with a real worker resumes and finishes.
     assert_ok(&run(&job, &out, &[]));
     assert!(out.join("products/dirty.fits").is_file());
 }

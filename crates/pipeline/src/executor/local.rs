@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinSet;
 
 use crate::plan::{PLAN_KEY, Plan, TaskKind};
@@ -145,6 +146,16 @@ fn spawn(
     Ok(())
 }
 
+/// Resolves when SIGINT arrives (never, if it could not be watched).
+async fn interrupted(sigint: &mut Option<Signal>) {
+    match sigint {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs `plan` (stored at `out`) to the end.
 pub async fn run_local(
     plan: &Plan,
@@ -163,6 +174,11 @@ pub async fn run_local(
     let mut skipped = std::collections::BTreeSet::new();
     let mut task_overheads = Vec::new();
     let parallel = opts.parallel.max(1);
+    // Registered before the first worker starts, so a Ctrl-C at any moment of the run is
+    // seen: a `ctrl_c()` future made per loop turn registers only when first polled, so
+    // a signal between turns would be missed or, before any registration, kill the run
+    // with its workers left behind.
+    let mut sigint = signal(SignalKind::interrupt()).ok();
     loop {
         let actions = advance(plan, &obs);
         match actions.first() {
@@ -221,7 +237,7 @@ pub async fn run_local(
         }
         let done = tokio::select! {
             d = set.join_next() => d,
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupted(&mut sigint) => {
                 set.shutdown().await;
                 return Ok(RunOutcome::Interrupted);
             }
