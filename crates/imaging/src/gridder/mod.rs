@@ -18,6 +18,7 @@ mod pass;
 mod planes;
 pub mod real;
 mod screen;
+mod simd;
 
 use ndarray::{Array2, ArrayView2};
 use num_complex::Complex64;

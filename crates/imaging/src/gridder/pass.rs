@@ -3,8 +3,10 @@
 //! Gridding (the adjoint of degridding) accumulates, for every sample k and plane j,
 //! G_j[iu, iv] += ψ_u(g_u − iu) ψ_v(g_v − iv) K_w(g_w − j) · wt_k V_k
 //! into a small tile buffer that is flushed to the grid once per tile, as in ducc0's
-//! wgridder (Arras et al. 2021, §3.2). Kernel values come from the piecewise
-//! polynomials of [`super::kernel::PiecewiseKernel`].
+//! wgridder (Arras et al. 2021, §3.2). Degridding reads each tile, with its halo, from a
+//! small local copy split into real and imaginary parts, and sums each sample's
+//! footprint with the vector kernels of [`super::simd`]. Kernel values come from the
+//! piecewise polynomials of [`super::kernel::PiecewiseKernel`].
 
 use num_complex::{Complex, Complex64};
 use rustfft::num_traits::Zero;
@@ -13,6 +15,9 @@ use super::index::{Entry, TILE, VisIndex};
 use super::kernel::PieceEvaluator;
 use super::layout::{Layout, Position};
 use super::real::{Real, cx};
+#[cfg(target_arch = "x86_64")]
+use super::simd::Avx2;
+use super::simd::{BUF, Isa, Portable, TileBuf};
 use crate::coords::UvwMetres;
 
 /// Inputs shared by every band of one plane pass.
@@ -45,22 +50,32 @@ unsafe impl<T: Send> Send for SharedMut<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for SharedMut<T> {}
 
+/// The `W` kernel pieces at `zu` and at `zv` by Horner's scheme, the two evaluations
+/// interleaved so that their dependency chains overlap.
 #[inline(always)]
-fn horner<T: Real, const W: usize>(coef: &[T], degree: usize, z: T) -> [T; W] {
-    let mut acc = [T::zero(); W];
-    acc.copy_from_slice(&coef[degree * W..degree * W + W]);
+fn horner2<T: Real, I: Isa, const W: usize>(
+    coef: &[T],
+    degree: usize,
+    zu: T,
+    zv: T,
+) -> ([T; W], [T; W]) {
+    let top: &[T; W] = coef[degree * W..degree * W + W]
+        .try_into()
+        .expect("W coefficients");
+    let (mut ku, mut kv) = (*top, *top);
     for d in (0..degree).rev() {
         let c: &[T; W] = coef[d * W..d * W + W].try_into().expect("W coefficients");
         for i in 0..W {
-            acc[i] = acc[i] * z + c[i];
+            ku[i] = I::mul_add(ku[i], zu, c[i]);
+            kv[i] = I::mul_add(kv[i], zv, c[i]);
         }
     }
-    acc
+    (ku, kv)
 }
 
 /// w-kernel value of plane `plane` for a sample whose first plane is `iw0`.
 #[inline(always)]
-fn w_weight(
+fn w_weight<I: Isa>(
     w_kernel: &PieceEvaluator,
     wstacking: bool,
     plane: usize,
@@ -70,10 +85,12 @@ fn w_weight(
     if !wstacking {
         return Complex64::new(1.0, 0.0);
     }
-    w_kernel.eval(plane - iw0 as usize, zw)
+    if I::FUSED {
+        w_kernel.eval_fused(plane - iw0 as usize, zw)
+    } else {
+        w_kernel.eval(plane - iw0 as usize, zw)
+    }
 }
-
-const BUF: usize = TILE + super::params::MAX_SUPPORT;
 
 /// How many entries ahead the input rows are prefetched: entries are in tile order, so
 /// their rows are scattered through memory and the loads would otherwise stall. Of 3, 6,
@@ -110,22 +127,21 @@ fn prefetch_ahead(
 
 /// Grid position and u, v kernel values of one sample.
 #[inline(always)]
-fn sample_kernels<T: Real, const W: usize>(
+fn sample_kernels<T: Real, I: Isa, const W: usize>(
     ctx: &PassCtx<'_, T>,
     e: &Entry,
 ) -> (Position, [T; W], [T; W]) {
     let p = ctx
         .layout
         .position(ctx.uvw_r[e.row as usize], ctx.freq_c[e.chan as usize]);
-    let ku = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zu));
-    let kv = horner::<T, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zv));
+    let (ku, kv) = horner2::<T, I, W>(ctx.uv_coef, ctx.uv_degree, T::from_f(p.zu), T::from_f(p.zv));
     (p, ku, kv)
 }
 
 /// Grids the samples of band `tu` (tile row) for `plane` into `chunk`, which holds grid
 /// rows starting at `row0`. `vis` and `wgt` are the flattened [row, chan] arrays.
 #[inline(always)]
-fn grid_band_impl<T: Real, const W: usize>(
+fn grid_band_impl<T: Real, I: Isa, const W: usize>(
     ctx: &PassCtx<'_, T>,
     plane: usize,
     tu: usize,
@@ -150,9 +166,9 @@ fn grid_band_impl<T: Real, const W: usize>(
                     prefetch(vis.as_ptr().wrapping_add(k));
                     prefetch(wgt.as_ptr().wrapping_add(k));
                 });
-                let (p, ku, kv) = sample_kernels::<T, W>(ctx, e);
+                let (p, ku, kv) = sample_kernels::<T, I, W>(ctx, e);
                 let k = e.row as usize * nchan + e.chan as usize;
-                let kw = w_weight(ctx.w_kernel, lay.wstacking, plane, p.iw0, p.zw);
+                let kw = w_weight::<I>(ctx.w_kernel, lay.wstacking, plane, p.iw0, p.zw);
                 let v0 = vis[k];
                 let val = cx::<T>(if p.flip { v0.conj() } else { v0 } * wgt[k] * kw);
                 let bu = p.iu0 as usize - tu * TILE;
@@ -163,8 +179,8 @@ fn grid_band_impl<T: Real, const W: usize>(
                     let row: &mut [Complex<T>; W] =
                         (&mut buf[s..s + W]).try_into().expect("W cells");
                     for b in 0..W {
-                        row[b].re += rv.re * kv[b];
-                        row[b].im += rv.im * kv[b];
+                        row[b].re = I::mul_add(rv.re, kv[b], row[b].re);
+                        row[b].im = I::mul_add(rv.im, kv[b], row[b].im);
                     }
                 }
             }
@@ -187,10 +203,39 @@ fn grid_band_impl<T: Real, const W: usize>(
     }
 }
 
-/// Degrids band `tu` of `plane` from the full grid, adding each sample's contribution
-/// into `out` (flattened [row, chan]); the adjoint of [`grid_band_impl`].
+/// Copies the cells of tile (`tu`, `tv`) and its kernel halo, grid rows
+/// `tu·TILE..+rows` and columns `tv·TILE..+cols`, into `re` and `im` (row stride `BUF`),
+/// the real and imaginary parts apart so that the degridding loop reads whole vectors
+/// of one part (ducc0's wgridder degrids from such a per-tile copy likewise).
 #[inline(always)]
-fn degrid_band_impl<T: Real, const W: usize>(
+fn load_tile<T: Real>(
+    grid: &[Complex<T>],
+    nv: usize,
+    (tu, tv): (usize, usize),
+    (rows, cols): (usize, usize),
+    re: &mut TileBuf<T>,
+    im: &mut TileBuf<T>,
+) {
+    for a in 0..rows {
+        let g = (tu * TILE + a) * nv + tv * TILE;
+        let src = &grid[g..g + cols];
+        let (dr, di) = (
+            &mut re[a * BUF..a * BUF + cols],
+            &mut im[a * BUF..a * BUF + cols],
+        );
+        for ((c, r), i) in src.iter().zip(dr).zip(di) {
+            *r = c.re;
+            *i = c.im;
+        }
+    }
+}
+
+/// Degrids band `tu` of `plane` from the full grid, adding each sample's contribution
+/// into `out` (flattened [row, chan]); the adjoint of [`grid_band_impl`]: per sample,
+/// Σ_a Σ_b G_j[iu0 + a, iv0 + b] ψ_u(a) ψ_v(b) · conj K_w. Each tile with samples is
+/// first copied with its halo into a small local buffer ([`load_tile`]).
+#[inline(always)]
+fn degrid_band_impl<T: Real, I: Isa, const W: usize>(
     ctx: &PassCtx<'_, T>,
     plane: usize,
     tu: usize,
@@ -201,32 +246,27 @@ fn degrid_band_impl<T: Real, const W: usize>(
     let nv = lay.nv;
     let nchan = ctx.freq_c.len();
     let lo = (plane + 1).saturating_sub(lay.w_support());
+    let mut buf_re = [T::zero(); BUF * BUF];
+    let mut buf_im = [T::zero(); BUF * BUF];
+    let rows = (TILE + W - 1).min(lay.nu - tu * TILE);
     for tv in 0..ctx.index.ntiles_v {
         let tile = tu * ctx.index.ntiles_v + tv;
-        for range in ctx.index.tile_ranges(tile, lo, plane) {
+        let mut ranges = ctx.index.tile_ranges(tile, lo, plane).peekable();
+        if ranges.peek().is_none() {
+            continue;
+        }
+        let cols = (TILE + W - 1).min(nv - tv * TILE);
+        load_tile(grid, nv, (tu, tv), (rows, cols), &mut buf_re, &mut buf_im);
+        for range in ranges {
             let entries = &ctx.index.entries[range];
             for (i, e) in entries.iter().enumerate() {
                 prefetch_ahead(entries, i, ctx.uvw_r, nchan, |k| {
                     prefetch(out.ptr().wrapping_add(k));
                 });
-                let (p, ku, kv) = sample_kernels::<T, W>(ctx, e);
-                let mut acc_re = [T::zero(); W];
-                let mut acc_im = [T::zero(); W];
-                for a in 0..W {
-                    let s = (p.iu0 as usize + a) * nv + p.iv0 as usize;
-                    let row: &[Complex<T>; W] = (&grid[s..s + W]).try_into().expect("W cells");
-                    let k = ku[a];
-                    for b in 0..W {
-                        acc_re[b] += row[b].re * k;
-                        acc_im[b] += row[b].im * k;
-                    }
-                }
-                let (mut sr, mut si) = (T::zero(), T::zero());
-                for b in 0..W {
-                    sr += acc_re[b] * kv[b];
-                    si += acc_im[b] * kv[b];
-                }
-                let kw = w_weight(ctx.w_kernel, lay.wstacking, plane, p.iw0, p.zw);
+                let (p, ku, kv) = sample_kernels::<T, I, W>(ctx, e);
+                let s0 = (p.iu0 as usize - tu * TILE) * BUF + (p.iv0 as usize - tv * TILE);
+                let (sr, si) = I::tile_dot::<T, W>(&buf_re, &buf_im, s0, &ku, &kv);
+                let kw = w_weight::<I>(ctx.w_kernel, lay.wstacking, plane, p.iw0, p.zw);
                 let val = Complex64::new(sr.to_f(), si.to_f()) * kw.conj();
                 let val = if p.flip { val.conj() } else { val };
                 // SAFETY: every (row, chan) occurs in exactly one index entry and each
@@ -251,13 +291,14 @@ fn has_avx2() -> bool {
 }
 
 /// For an `#[inline(always)]` kernel `$imp`, generates `$avx`, a copy compiled with AVX2
-/// enabled, and `$disp`, which runs that copy when the CPU supports it and `$imp` otherwise.
+/// and FMA enabled (with the [`Avx2`] inner loops), and `$disp`, which runs that copy when
+/// the CPU supports it and `$imp` with [`Portable`] loops otherwise.
 macro_rules! multiversion {
     ($disp:ident, $avx:ident, $imp:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn $avx<T: Real, const W: usize>($($arg: $ty),*) {
-            $imp::<T, W>($($arg),*)
+            $imp::<T, Avx2, W>($($arg),*)
         }
 
         fn $disp<T: Real, const W: usize>($($arg: $ty),*) {
@@ -267,7 +308,7 @@ macro_rules! multiversion {
                 unsafe { $avx::<T, W>($($arg),*) };
                 return;
             }
-            $imp::<T, W>($($arg),*)
+            $imp::<T, Portable, W>($($arg),*)
         }
     };
 }

@@ -6,6 +6,7 @@ use rustfft::FftNum;
 /// A real type the gridding kernels are generic over.
 pub trait Real:
     FftNum
+    + super::simd::Avx2Real
     + Copy
     + Send
     + Sync
@@ -18,6 +19,9 @@ pub trait Real:
 {
     fn from_f(x: f64) -> Self;
     fn to_f(self) -> f64;
+    /// self·a + b with one rounding (a single instruction on CPUs with FMA; a slow
+    /// library call on those without).
+    fn fused_mul_add(self, a: Self, b: Self) -> Self;
 }
 
 impl Real for f64 {
@@ -29,6 +33,10 @@ impl Real for f64 {
     fn to_f(self) -> f64 {
         self
     }
+    #[inline(always)]
+    fn fused_mul_add(self, a: Self, b: Self) -> Self {
+        self.mul_add(a, b)
+    }
 }
 
 impl Real for f32 {
@@ -39,6 +47,10 @@ impl Real for f32 {
     #[inline(always)]
     fn to_f(self) -> f64 {
         self as f64
+    }
+    #[inline(always)]
+    fn fused_mul_add(self, a: Self, b: Self) -> Self {
+        self.mul_add(a, b)
     }
 }
 
