@@ -504,6 +504,11 @@ fn pod_spec(p: &StageJobParams, owner_name: &str) -> Result<PodSpec, JobBuildErr
         env.push(env_var("OTEL_EXPORTER_OTLP_ENDPOINT", ep));
     }
     env.push(env_var("OTEL_SERVICE_NAME", APP_NAME));
+    // The worker's cap on its per-w-plane phase spans (crates/telemetry, config.rs;
+    // docs/observability.md), when the operator is configured with one.
+    if let Some(n) = d.trace_phase_spans {
+        env.push(env_var("APERTURE_TRACE_PHASE_SPANS", &n.to_string()));
+    }
     let env_from = match spec.storage.credentials_secret.as_deref() {
         Some(secret) => {
             if !is_dns_subdomain(secret) {
@@ -555,7 +560,19 @@ fn pod_spec(p: &StageJobParams, owner_name: &str) -> Result<PodSpec, JobBuildErr
         }]),
         ..Container::default()
     };
-    let host_network = workers.host_network;
+    // The job asks for the host network, or the operator gives it to every worker.
+    let host_network = workers.host_network || d.host_network;
+    // Placement: a field the job sets replaces the operator's default for that field.
+    let node_selector = if workers.node_selector.is_empty() {
+        &d.node_selector
+    } else {
+        &workers.node_selector
+    };
+    let tolerations = if workers.tolerations.is_empty() {
+        &d.tolerations
+    } else {
+        &workers.tolerations
+    };
     Ok(PodSpec {
         containers: vec![container],
         // Required by a podFailurePolicy; a failed task is retried in a new pod, counted
@@ -592,9 +609,9 @@ fn pod_spec(p: &StageJobParams, owner_name: &str) -> Result<PodSpec, JobBuildErr
         // object store): <https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/#pod-s-dns-policy>.
         host_network: host_network.then_some(true),
         dns_policy: host_network.then(|| "ClusterFirstWithHostNet".into()),
-        node_selector: (!workers.node_selector.is_empty()).then(|| workers.node_selector.clone()),
-        tolerations: (!workers.tolerations.is_empty()).then(|| workers.tolerations.clone()),
-        affinity: workers.affinity.clone(),
+        node_selector: (!node_selector.is_empty()).then(|| node_selector.clone()),
+        tolerations: (!tolerations.is_empty()).then(|| tolerations.clone()),
+        affinity: workers.affinity.clone().or_else(|| d.affinity.clone()),
         volumes: Some(vec![Volume {
             name: "tmp".into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -699,6 +716,20 @@ mod tests {
 
     fn ok(job: &ImagingJob, stage: &str) -> Job {
         build(job, stage, None).expect("job builds")
+    }
+
+    /// The Job of `stage` of `job`'s plan with the operator defaults `d`.
+    fn with_defaults(job: &ImagingJob, stage: &str, d: &WorkerDefaults) -> Job {
+        let plan = plan_for(job);
+        let st = plan.stage(stage).expect("stage in plan").clone();
+        stage_job(&StageJobParams {
+            owner: job,
+            plan: &plan,
+            stage: &st,
+            defaults: d,
+            traceparent: None,
+        })
+        .expect("job builds")
     }
 
     fn pod(j: &Job) -> &PodSpec {
@@ -982,6 +1013,110 @@ mod tests {
             (&p.node_selector, &p.tolerations, &p.affinity),
             (&None, &None, &None)
         );
+    }
+
+    #[test]
+    fn jobs_operator_placement_defaults_apply_unless_the_job_sets_the_field() {
+        let tol = |key: &str| Toleration {
+            key: Some(key.into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        };
+        let zone = |z: &str| Affinity {
+            node_affinity: Some(NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                    node_selector_terms: vec![NodeSelectorTerm {
+                        match_expressions: Some(vec![NodeSelectorRequirement {
+                            key: "topology.kubernetes.io/zone".into(),
+                            operator: "In".into(),
+                            values: Some(vec![z.into()]),
+                        }]),
+                        match_fields: None,
+                    }],
+                }),
+                preferred_during_scheduling_ignored_during_execution: None,
+            }),
+            ..Affinity::default()
+        };
+        let d = WorkerDefaults {
+            host_network: true,
+            node_selector: BTreeMap::from([("pool".to_string(), "bare-metal".to_string())]),
+            tolerations: vec![tol("dedicated")],
+            affinity: Some(zone("az-1")),
+            ..test_defaults()
+        };
+        // A job that sets none of them gets the operator's.
+        let plain = ImagingJobBuilder::new("dflt").build();
+        let j = with_defaults(&plain, "invert", &d);
+        let p = pod(&j);
+        assert_eq!(p.host_network, Some(true));
+        assert_eq!(p.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
+        assert_eq!(p.node_selector, Some(d.node_selector.clone()));
+        assert_eq!(p.tolerations, Some(vec![tol("dedicated")]));
+        assert_eq!(p.affinity, Some(zone("az-1")));
+        // A job that sets a field replaces that field's default, and only that one.
+        let own = ImagingJobBuilder::new("own")
+            .node_selector("pool", "vm")
+            .toleration(tol("gpu"))
+            .build();
+        let j = with_defaults(&own, "invert", &d);
+        let p = pod(&j);
+        assert_eq!(
+            p.node_selector,
+            Some(BTreeMap::from([("pool".to_string(), "vm".to_string())]))
+        );
+        assert_eq!(p.tolerations, Some(vec![tol("gpu")]));
+        assert_eq!(p.affinity, Some(zone("az-1")), "affinity still the default");
+        let own = ImagingJobBuilder::new("own").affinity(zone("az-2")).build();
+        assert_eq!(
+            pod(&with_defaults(&own, "invert", &d)).affinity,
+            Some(zone("az-2"))
+        );
+        // hostNetwork: either side turns it on.
+        let off = WorkerDefaults {
+            host_network: false,
+            ..d.clone()
+        };
+        let hn = ImagingJobBuilder::new("hn").host_network(true).build();
+        assert_eq!(
+            pod(&with_defaults(&hn, "invert", &off)).host_network,
+            Some(true)
+        );
+        let p = with_defaults(&plain, "invert", &off);
+        assert_eq!(
+            (pod(&p).host_network, pod(&p).dns_policy.clone()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn jobs_trace_phase_span_budget_reaches_the_pods_when_configured() {
+        let job = ImagingJobBuilder::new("spans").build();
+        for stage in ["simulate", "invert"] {
+            assert_eq!(
+                env(&ok(&job, stage)).get("APERTURE_TRACE_PHASE_SPANS"),
+                None,
+                "unset: the worker keeps its own default"
+            );
+            for n in [0u64, 200, 5000] {
+                let d = WorkerDefaults {
+                    trace_phase_spans: Some(n),
+                    ..test_defaults()
+                };
+                let e = env(&with_defaults(&job, stage, &d));
+                let got = e.get("APERTURE_TRACE_PHASE_SPANS").map(String::as_str);
+                assert_eq!(got, Some(n.to_string().as_str()), "{stage}");
+                // The worker's telemetry reads it back as the same budget.
+                let cfg = aperture_telemetry::TelemetryConfig::from_vars(
+                    "aperture-worker",
+                    "info",
+                    |k| e.get(k).cloned(),
+                );
+                assert_eq!(cfg.phase_span_budget, n);
+                assert!(cfg.problems.is_empty(), "{:?}", cfg.problems);
+            }
+        }
     }
 
     #[test]

@@ -568,23 +568,79 @@ async fn a_huge_job_keeps_a_small_status_and_constant_reconcile_cost() {
     assert!(plan.total_tasks() > 5500 * 10, "{}", plan.total_tasks());
     // O(stages) Jobs: one for the first stage.
     assert_eq!(h.stage_jobs().len(), 1);
-    // Pretend every stage ran to a point mid-way, with all counts recorded.
     let st = h.status();
     let size = crate::status::encoded_size(&st);
     assert!(size < 64 * 1024, "status of {size} bytes");
     assert_eq!(st.stages.len(), plan.stages.len());
-    eprintln!(
-        "5500 windows x 10 cycles: {} tasks, {} stages, status {size} bytes",
-        plan.total_tasks(),
-        plan.stages.len()
+    // The largest this status can get: one entry per stage with every count at its
+    // widest, every condition the operator sets (at most five types) with a message at
+    // the 1024-byte cap, and the status message at its cap. Nothing else in it grows.
+    let mut worst = st.clone();
+    for c in worst.stages.values_mut() {
+        (c.succeeded, c.failed, c.running, c.skipped) = (u32::MAX, u32::MAX, u32::MAX, true);
+    }
+    let long = "x".repeat(4096);
+    for t in [PLANNED, "Progressing", READY, FAILED, SPEC_CHANGE_REFUSED] {
+        crate::status::set_condition(
+            &mut worst.conditions,
+            t,
+            true,
+            "SomeReason",
+            &long,
+            Some(i64::MAX),
+            &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ),
+        );
+    }
+    worst.message = Some(crate::cluster::truncate(long.clone(), 1024));
+    let worst_size = crate::status::encoded_size(&worst);
+    assert!(
+        worst_size < 64 * 1024,
+        "worst-case status of {worst_size} bytes"
     );
-    let object = serde_json::to_vec(&h.job()).unwrap().len();
-    assert!(object < 256 * 1024, "ImagingJob object of {object} bytes");
-    // A reconcile with nothing new makes a constant number of API requests.
+    let mut worst_job = h.job();
+    worst_job.status = Some(worst);
+    let object = serde_json::to_vec(&worst_job).unwrap().len();
+    assert!(
+        object < 256 * 1024,
+        "ImagingJob object of {object} bytes at its largest status (etcd's limit: 1.5 MiB)"
+    );
+    // A reconcile with nothing new makes a constant number of API requests: as many as
+    // for a small job (4 windows, 2 cycles), at most 3.
     h.fake.clear_requests();
     h.reconcile().await.unwrap();
     let n = h.fake.requests().len();
     assert!(n <= 3, "{n} requests: {:?}", h.fake.requests());
+    let (_d2, out2) = output_dir();
+    let mut spec = small_spec("small", PipelineKind::Ical);
+    spec.output = Some(out2.clone());
+    spec.major_cycles = 2;
+    let small = Harness::new(builder("small", &out2).spec(spec).build());
+    small.reconcile().await.unwrap();
+    small.fake.clear_requests();
+    small.reconcile().await.unwrap();
+    let small_plan: aperture_pipeline::plan::Plan = Store::from_url(&out2)
+        .unwrap()
+        .get_json(PLAN_KEY)
+        .await
+        .unwrap();
+    assert!(small_plan.total_tasks() * 100 < plan.total_tasks());
+    assert_eq!(
+        n,
+        small.fake.requests().len(),
+        "API requests of a steady reconcile: {} tasks vs {} tasks",
+        plan.total_tasks(),
+        small_plan.total_tasks()
+    );
+    eprintln!(
+        "5500 windows x 10 cycles: {} tasks, {} stages, status {size} bytes (at most \
+         {worst_size}), object at most {object} bytes, {n} API requests per steady reconcile \
+         (the same for {} tasks)",
+        plan.total_tasks(),
+        plan.stages.len(),
+        small_plan.total_tasks()
+    );
 }
 
 #[tokio::test]

@@ -945,6 +945,46 @@ fn deployment_maps_values_onto_the_operator() {
         Some("10s")
     );
 
+    // Worker placement, hostNetwork and the phase-span budget: by default the operator
+    // gets none of them; the scenario's values reach it as flags and JSON it parses.
+    let (_, c) = deployment(&rendered(&helm, &[], &[]));
+    let env = literal_env(&c);
+    for flag in ["--worker-host-network", "--worker-trace-phase-spans"] {
+        assert_eq!(arg(&c, flag), None, "{flag} by default");
+    }
+    for var in [
+        "APERTURE_WORKER_NODE_SELECTOR",
+        "APERTURE_WORKER_TOLERATIONS",
+        "APERTURE_WORKER_AFFINITY",
+    ] {
+        assert!(!env.contains_key(var), "{var} by default");
+    }
+    let docs = rendered(&helm, &[scenario("worker-placement")], &[]);
+    let (_, c) = deployment(&docs);
+    operator_accepts(&c, "worker-placement");
+    assert_eq!(arg(&c, "--worker-host-network"), Some("true"));
+    assert_eq!(arg(&c, "--worker-trace-phase-spans"), Some("200"));
+    let env = literal_env(&c);
+    let json = |var: &str| -> Value {
+        serde_json::from_str(env.get(var).unwrap_or_else(|| panic!("{var} is set")))
+            .unwrap_or_else(|e| panic!("{var} is JSON: {e}"))
+    };
+    assert_eq!(
+        json("APERTURE_WORKER_NODE_SELECTOR"),
+        serde_json::json!({"aperture.dev/worker-pool": "bare-metal"})
+    );
+    let tolerations: Vec<k8s_openapi::api::core::v1::Toleration> =
+        serde_json::from_value(json("APERTURE_WORKER_TOLERATIONS")).expect("Tolerations");
+    assert_eq!(tolerations.len(), 1);
+    assert_eq!(tolerations[0].value.as_deref(), Some("imaging"));
+    let affinity: k8s_openapi::api::core::v1::Affinity =
+        serde_json::from_value(json("APERTURE_WORKER_AFFINITY")).expect("an Affinity");
+    assert!(affinity.node_affinity.is_some());
+    // A large budget is rendered as an integer, not in float notation.
+    let (_, c) = deployment(&rendered(&helm, &[], &["workers.tracePhaseSpans=1000000"]));
+    assert_eq!(arg(&c, "--worker-trace-phase-spans"), Some("1000000"));
+    operator_accepts(&c, "tracePhaseSpans=1000000");
+
     // Existing Secret: envFrom, the endpoint from values, no Secret rendered.
     let docs = rendered(&helm, &[scenario("existing-secret")], &[]);
     let (_, c) = deployment(&docs);

@@ -187,6 +187,7 @@ fn example_stage_jobs_pass_kubernetes_validate_strict() {
         image_pull_policy: Some("IfNotPresent".into()),
         image_pull_secrets: vec!["regcred".into()],
         service_account: Some("aperture-worker".into()),
+        trace_phase_spans: Some(200),
         resources: serde_json::from_str(
             r#"{"requests": {"ephemeral-storage": "1Gi"}, "limits": {"ephemeral-storage": "4Gi"}}"#,
         )

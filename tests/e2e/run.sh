@@ -75,8 +75,9 @@ say "static checks passed: helm lint --strict, helm template (default and e2e va
 # 2. Prerequisites of a cluster.
 command -v docker >/dev/null 2>&1 \
     || skip "docker not found: kind runs Kubernetes nodes as Docker containers"
+# (`|| true` inside: under pipefail a failing `docker info` would add a second reason.)
 docker info >/dev/null 2>&1 \
-    || skip "no Docker engine answers ($(docker info 2>&1 | grep -m1 -iE 'error|cannot' || echo 'docker info failed')): kind needs a running engine"
+    || skip "no Docker engine answers ($({ docker info 2>&1 || true; } | grep -m1 -iE 'error|cannot' || echo 'docker info failed')): kind needs a running engine"
 command -v kind >/dev/null 2>&1 \
     || skip "kind not found on PATH (install it: https://kind.sigs.k8s.io/docs/user/quick-start/#installation, or \`go install sigs.k8s.io/kind@v0.33.0\`)"
 python=python3
