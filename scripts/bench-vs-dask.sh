@@ -6,6 +6,11 @@
 #   - Dask distributed: LocalCluster, 2 worker processes on 127.0.0.1, ducc0 kernels;
 #   - the same Python tasks in one process (--single);
 #   - `aperture run` with --parallel 1 and --parallel 2 (worker processes, file store);
+#   - the ICAL once more on both sides with 4 windows per map task ("batched"): aperture
+#     with windowsPerShard 4 (its map tasks grid a shard's windows in one gridder call,
+#     crates/pipeline/src/tasks/map.rs), the Python side with --channels-per-window 4
+#     (one ducc0 call over 4 windows' channels), so the gain of batching is shown apart
+#     from the gain of the framework;
 # then prints a Markdown table: wall, sum of task times, tasks, overhead, the speed-up
 # of the second worker and the Dask/aperture wall-time ratio.
 # Usage: scripts/bench-vs-dask.sh [REPEAT]   (best wall of REPEAT runs each; default 1)
@@ -50,6 +55,9 @@ inv = s.replace("pipeline: ical", "pipeline: invert").replace("name: bench-ical-
 inv = re.sub(r"(?m)^  (deconvolution|calibration):\n(    .*\n)+", "", inv)
 inv = re.sub(r"(?m)^  majorCycles: .*\n", "", inv)
 open(f"{work}/invert.yaml", "w").write(inv)
+bat = re.sub(r"windowsPerShard: *1\b", "windowsPerShard: 4", s)
+assert bat != s, "examples/bench-ical-dask.yaml has no windowsPerShard: 1"
+open(f"{work}/ical4.yaml", "w").write(bat.replace("name: bench-ical-dask", "name: bench-ical4-dask"))
 PY
 "$APERTURE" -q run "$WORK/ical.yaml" --plan-only --output "$WORK/plan" --force >/dev/null \
   || die "aperture run --plan-only failed"
@@ -58,21 +66,24 @@ NPIX=$(python3 -c "import json;print(json.load(open('$WORK/plan/plan.json'))['im
 
 now() { python3 -c 'import time;print(time.time())'; }
 
-# run_dask WORKFLOW MODE(dask|single) -> $WORK/dask-WORKFLOW-MODE-i.json
+# run_dask WORKFLOW MODE(dask|single) [NAME EXTRA...] -> $WORK/dask-NAME-MODE-i.json
+# (NAME defaults to WORKFLOW; EXTRA are more arguments of dask_ical.py run)
 run_dask() {
   local wf=$1 mode=$2 i extra=()
-  [[ $mode == single ]] && extra=(--single)
+  local name=${3:-$wf}
+  [[ $# -gt 3 ]] && extra=("${@:4}")
+  [[ $mode == single ]] && extra+=(--single)
   for ((i = 1; i <= REPEAT; i++)); do
     local t0 t1
     t0=$(now)
     if python3 bench/dask_ical.py run "$WORK/obs" --workflow "$wf" --npix "$NPIX" --cell-rad "$CELL" \
-      "${extra[@]}" >"$WORK/dask-$wf-$mode-$i.out" 2>"$WORK/dask-$wf-$mode-$i.err"; then
+      "${extra[@]}" >"$WORK/dask-$name-$mode-$i.out" 2>"$WORK/dask-$name-$mode-$i.err"; then
       t1=$(now)
-      tail -n 1 "$WORK/dask-$wf-$mode-$i.out" | python3 -c "
+      tail -n 1 "$WORK/dask-$name-$mode-$i.out" | python3 -c "
 import json,sys; d=json.load(sys.stdin); d['command_s']=$t1-$t0; print(json.dumps(d))" \
-        >"$WORK/dask-$wf-$mode-$i.json"
+        >"$WORK/dask-$name-$mode-$i.json"
     else
-      echo "dask $wf $mode failed: $(tail -n 1 "$WORK/dask-$wf-$mode-$i.err")" >&2
+      echo "dask $name $mode failed: $(tail -n 1 "$WORK/dask-$name-$mode-$i.err")" >&2
     fi
   done
 }
@@ -113,6 +124,11 @@ for wf in invert ical; do
   run_aperture "$wf" "$WORK/$wf.yaml" 1
   run_aperture "$wf" "$WORK/$wf.yaml" 2
 done
+# Batched: 4 windows per map task on both sides.
+run_dask ical dask ical4 --channels-per-window 4
+run_dask ical single ical4 --channels-per-window 4
+run_aperture ical4 "$WORK/ical4.yaml" 1
+run_aperture ical4 "$WORK/ical4.yaml" 2
 # The example exactly as written (its own simulate stage adds 8 tasks).
 run_aperture example examples/bench-ical-dask.yaml 2
 
@@ -134,8 +150,9 @@ print()
 print("| workflow | runner | workers | wall s | Σ task s | tasks | overhead s (wall − Σtask/workers) "
       "| overhead % | 2nd-worker speed-up | Dask wall / this wall | command s |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
+label = {"invert": "invert", "ical": "ical", "ical4": "ical, 4 windows per map task"}
 fails = 0
-for wf in ["invert", "ical"]:
+for wf in ["invert", "ical", "ical4"]:
     d2, d1 = best(f"dask-{wf}-dask"), best(f"dask-{wf}-single")
     a1, a2 = best(f"ap-{wf}-p1"), best(f"ap-{wf}-p2")
     rows = [
@@ -148,11 +165,11 @@ for wf in ["invert", "ical"]:
         if r is None:
             fails += 1
             why = failed(tag) if tag and tag.startswith("ap-") else "failed (see stderr above)"
-            print(f"| {wf} | {name} | | not measured: {why} | | | | | | | |")
+            print(f"| {label[wf]} | {name} | | not measured: {why} | | | | | | | |")
             continue
         speed = f"{base['wall_s'] / r['wall_s']:.2f}×" if base else ""
         ratio = f"{d2['wall_s'] / r['wall_s']:.2f}" if d2 else ""
-        print(f"| {wf} | {name} | {r['workers']} | {r['wall_s']:.2f} | {r['task_s']:.2f} | {r['tasks']} "
+        print(f"| {label[wf]} | {name} | {r['workers']} | {r['wall_s']:.2f} | {r['task_s']:.2f} | {r['tasks']} "
               f"| {r['overhead_s']:.2f} | {100 * r['overhead_s'] / r['wall_s']:.1f} | {speed} | {ratio} "
               f"| {r['command_s']:.2f} |")
 ex = best("ap-example-p2")

@@ -45,6 +45,9 @@ pub fn write_png_quicklook(path: impl AsRef<Path>, image: &Image) -> Result<(), 
         let mut enc = png::Encoder::new(out, w, h);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
+        // fdeflate's PNG-tuned mode: the quick-looks are ~3× faster to encode than at the
+        // default level (the restore task's largest cost at 512²), a little larger.
+        enc.set_compression(png::Compression::Fast);
         enc.add_text_chunk("Software".into(), "aperture".into())
             .map_err(png_err)?;
         enc.add_text_chunk(

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::{Partial, TaskError, TaskManifest};
 use crate::formats::zarr_vis::{VisDataset, open_dataset};
 use crate::plan::{PLAN_KEY, Plan};
-use crate::spec::{CleanAlgorithm, PrecisionSpec, WeightingKind};
+use crate::spec::{CleanAlgorithm, PipelineKind, PrecisionSpec, WeightingKind};
 use crate::storage::Store;
 
 /// A task's world.
@@ -77,10 +77,11 @@ impl TaskEnv {
         }
     }
 
-    /// Taylor terms carried through the cycles (1 unless msmfs).
+    /// Taylor terms carried through the cycles (1 unless msmfs; 1 for the invert
+    /// pipeline, whose products are the dirty image and PSF of moment 0).
     pub fn nmoment(&self) -> usize {
         let d = &self.plan.spec.deconvolution;
-        if d.algorithm == CleanAlgorithm::Msmfs {
+        if d.algorithm == CleanAlgorithm::Msmfs && self.plan.spec.pipeline != PipelineKind::Invert {
             d.nmoment as usize
         } else {
             1

@@ -1,28 +1,43 @@
-//! The map tasks over a shard's windows, one window in memory at a time:
+//! The map tasks over a shard's windows:
 //! - invert (cycle 0): dirty and PSF Taylor moments;
 //! - residual (cycle c): apply the global T gains, predict the model, solve and apply
 //!   per-window G/B gains, accumulate T normal equations when T is active, subtract and
 //!   invert the residual — the fused pass of DESIGN.md.
+//!
+//! Windows that share their rows (the same uvw, as every window of an MSv4-like dataset
+//! does) are imaged in batches: one gridder call over the channels of several windows
+//! shares its w-plane FFTs among them, where one call per window pays them per window.
+//! For one Taylor term the sum over windows of their adjoints is exactly the adjoint of
+//! the batch (the gridder's accuracy ε holds for the batch as for each window). A batch
+//! holds at most [`batch_budget`] bytes of visibilities (at least one window), so a
+//! task's memory is bounded by the grid and that budget, not by its shard's size. With
+//! more than one Taylor term every window is its own batch (its model and moment weight
+//! differ).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tracing::Instrument;
 
 use aperture_imaging::calib::{
-    ApplyMode, NormalEquations, SolutionType, SolveSpec, WeightUpdate, apply_gains, solve,
+    ApplyMode, GainTable, NormalEquations, SolutionType, SolveSpec, WeightUpdate, apply_gains,
+    solve,
 };
-use aperture_imaging::gridder::{invert, predict};
+use aperture_imaging::coords::UvwMetres;
+use aperture_imaging::gridder::{GridderOptions, invert, predict};
 use aperture_imaging::image::ImageGeometry;
 use aperture_imaging::vis::VisBlock;
-use aperture_imaging::weighting::{imaging_weights, imaging_weights_with_density};
-use ndarray::Array2;
+use aperture_imaging::weighting::{
+    UvDensity, WeightingSpec, imaging_weights, imaging_weights_with_density,
+};
+use ndarray::{Array2, s};
 use num_complex::Complex64;
 
 use super::common::kernel;
 use super::weights::global_density;
 use super::{Moments, Partial, StoredGains, TaskEnv, TaskError, TaskManifest};
 use crate::plan::{Plan, Stage, TaskKind};
-use crate::spec::{SolutionTerm, TermSpec};
+use crate::spec::{PrecisionSpec, SolutionTerm, TermSpec};
 
 /// The solve spec of a calibration term of the job.
 pub fn solve_spec(env: &TaskEnv, term: SolutionTerm, n_ant: usize) -> SolveSpec {
@@ -55,7 +70,7 @@ pub async fn latest_global_gains(
     env: &TaskEnv,
     cycle: u32,
     m: &mut TaskManifest,
-) -> Result<Option<(u32, aperture_imaging::calib::GainTable)>, TaskError> {
+) -> Result<Option<(u32, GainTable)>, TaskError> {
     for c in (1..=cycle).rev() {
         let key = Plan::global_gains_key(c);
         if env.out.exists(&key).await? {
@@ -98,6 +113,291 @@ fn mean_freq(block: &VisBlock) -> f64 {
     block.freq_c.iter().sum::<f64>() / block.freq_c.len().max(1) as f64
 }
 
+/// Bytes of visibilities one batch may hold: twice the padded grid's bytes (the
+/// planner's layout), so the data held beside the grid stay within a small multiple of
+/// it however many windows the shard has. (Once the grid's bytes, the 300 m benchmark's
+/// 1-channel windows, whose rows cost more than their samples, batched only 3 of 4.)
+pub fn batch_budget(env: &TaskEnv) -> u64 {
+    let nu = u64::from(env.plan.image.grid_nu);
+    let per = match env.plan.spec.image.precision {
+        PrecisionSpec::Double => 16,
+        PrecisionSpec::Single => 8,
+    };
+    2 * nu * nu * per
+}
+
+/// Bytes of a block in memory: complex f64 visibility, f64 weight, flag and f64
+/// imaging weight per sample; uvw, antennas and time per row.
+fn block_bytes(b: &VisBlock) -> u64 {
+    (b.n_vis() * (16 + 8 + 1 + 8) + b.n_rows() * (24 + 8 + 8)) as u64
+}
+
+/// One window read and weighted, waiting in a batch.
+struct Window {
+    w: u32,
+    block: VisBlock,
+    /// Imaging weights (density, taper), before the data flags of calibration.
+    wgt_rc: Array2<f64>,
+}
+
+/// What the map task needs for every batch.
+struct MapCtx<'a> {
+    env: &'a TaskEnv,
+    geom: ImageGeometry,
+    opts: GridderOptions,
+    mom: Moments,
+    /// Model Taylor terms (residual passes).
+    model: Option<Vec<Array2<f64>>>,
+    /// The latest global T table.
+    global: Option<(u32, GainTable)>,
+    terms: Vec<SolutionTerm>,
+    n_ant: usize,
+    residual: bool,
+}
+
+/// What the map task sums over its batches.
+#[derive(Default)]
+struct MapAcc {
+    part: Partial,
+    sumwt: f64,
+    chi2_before: f64,
+    chi2_after: f64,
+    neq_t: Option<NormalEquations>,
+    shard_tables: Vec<serde_json::Value>,
+}
+
+fn weigh(
+    block: &VisBlock,
+    density: Option<&UvDensity>,
+    geom: &ImageGeometry,
+    wspec: &WeightingSpec,
+    w: u32,
+) -> Result<Array2<f64>, TaskError> {
+    let _s = tracing::info_span!("weights", window = i64::from(w)).entered();
+    match density {
+        Some(d) => imaging_weights_with_density(block, d, wspec),
+        None => imaging_weights(block, geom, wspec),
+    }
+    .map(|(w, _)| w)
+    .map_err(|e| kernel(&format!("window {w}"), e))
+}
+
+/// Copies `part` into the columns `c0..` of `all`.
+fn put_columns<T: Copy>(all: &mut Array2<T>, c0: usize, part: &Array2<T>) {
+    all.slice_mut(s![.., c0..c0 + part.ncols()]).assign(part);
+}
+
+/// Images one batch of windows with identical rows (one window when the moments
+/// differ per window): one predict and one invert (plus one PSF invert in cycle 0) over
+/// all its channels; calibration per window on its columns.
+fn image_batch(
+    ctx: &MapCtx<'_>,
+    acc: &mut MapAcc,
+    batch: Vec<Window>,
+    m: &mut TaskManifest,
+) -> Result<(), TaskError> {
+    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        return Ok(());
+    };
+    let what = if batch.len() == 1 {
+        format!("window {}", first.w)
+    } else {
+        format!("windows {}–{}", first.w, last.w)
+    };
+    let x = ctx.mom.x(mean_freq(&first.block));
+    let nrow = first.block.n_rows();
+    let freq_c: Vec<f64> = batch
+        .iter()
+        .flat_map(|w| w.block.freq_c.iter().copied())
+        .collect();
+    let nchan = freq_c.len();
+    let single = batch.len() == 1;
+    // Model visibilities of the whole batch (one Taylor term, or one window).
+    let mut mvis_rc = match &ctx.model {
+        Some(model) => {
+            // One Taylor term is the model itself: no copy beside the gridder's.
+            let img = (model.len() > 1).then(|| model_at(model, x));
+            let img_yx = match (&img, model.first()) {
+                (Some(i), _) => i.view(),
+                (None, Some(m0)) => m0.view(),
+                (None, None) => return Err(kernel(&what, "the model has no Taylor terms")),
+            };
+            Some(
+                predict(&first.block.uvw_r, &freq_c, img_yx, &ctx.geom, &ctx.opts)
+                    .map_err(|e| kernel(&format!("{what}: predict"), e))?
+                    .0,
+            )
+        }
+        None => None,
+    };
+    // The imaged visibilities and weights of the batch: the residual overwrites the
+    // model visibilities in place; the data of cycle 0 are copied into one array
+    // (a single window is imaged from its own arrays).
+    let mut data_rc: Option<Array2<Complex64>> = None;
+    let mut wgt_all: Option<Array2<f64>> = None;
+    let mut uvw_r: Vec<UvwMetres> = Vec::new();
+    let mut single_block: Option<VisBlock> = None;
+    let nb = batch.len();
+    let mut c0 = 0;
+    for (i, win) in batch.into_iter().enumerate() {
+        let Window {
+            w,
+            mut block,
+            wgt_rc,
+        } = win;
+        let wwhat = format!("window {w}");
+        let nc = block.n_chan();
+        if let Some(all) = &mut mvis_rc {
+            let mvis = all.slice(s![.., c0..c0 + nc]);
+            let _solve =
+                tracing::info_span!("solve", window = i64::from(w), terms = ?ctx.terms).entered();
+            if ctx.terms.contains(&SolutionTerm::T) {
+                let spec = solve_spec(ctx.env, SolutionTerm::T, ctx.n_ant);
+                let data_w = block.effective_weight_rc();
+                let ne = NormalEquations::accumulate(&block, mvis, data_w.view(), &spec)
+                    .map_err(|e| kernel(&format!("{wwhat}: T normal equations"), e))?;
+                match &mut acc.neq_t {
+                    Some(a) => a.add(&ne).map_err(|e| kernel(&wwhat, e))?,
+                    None => acc.neq_t = Some(ne),
+                }
+            }
+            if let Some((_, table)) = &ctx.global {
+                apply_gains(&mut block, table, ApplyMode::Correct, WeightUpdate::Keep)
+                    .map_err(|e| kernel(&format!("{wwhat}: apply T gains"), e))?;
+            }
+            for term in ctx.terms.iter().filter(|t| **t != SolutionTerm::T) {
+                let spec = solve_spec(ctx.env, *term, ctx.n_ant);
+                let data_w = block.effective_weight_rc();
+                let ne = NormalEquations::accumulate(&block, mvis, data_w.view(), &spec)
+                    .map_err(|e| kernel(&format!("{wwhat}: {term:?} normal equations"), e))?;
+                let table = solve(&ne, &spec)
+                    .map_err(|e| kernel(&format!("{wwhat}: {term:?} solve"), e))?;
+                apply_gains(&mut block, &table, ApplyMode::Correct, WeightUpdate::Keep)
+                    .map_err(|e| kernel(&format!("{wwhat}: apply {term:?} gains"), e))?;
+                acc.shard_tables.push(serde_json::json!({
+                    "window": w,
+                    "term": format!("{term:?}"),
+                    "flagged": table.n_flagged(),
+                    "gains": (0..table.n_ant).map(|a| {
+                        let g = table.gains[[0, a, 0]];
+                        [g.re, g.im]
+                    }).collect::<Vec<_>>(),
+                }));
+            }
+            drop(_solve);
+            // Residual in place: r = v − m, where the model visibilities were.
+            let mut r = all.slice_mut(s![.., c0..c0 + nc]);
+            r.zip_mut_with(&block.vis_rc, |mv, v| *mv = *v - *mv);
+        }
+        // Data weights after calibration: flags it set zero the imaging weight too.
+        let eff = block.effective_weight_rc();
+        let mut wgt_rc = wgt_rc;
+        wgt_rc.zip_mut_with(&eff, |g, e| {
+            if *e <= 0.0 {
+                *g = 0.0
+            }
+        });
+        if let Some(all) = &mvis_rc {
+            let r_rc = all.slice(s![.., c0..c0 + nc]);
+            for ((r, v), e) in r_rc.iter().zip(block.vis_rc.iter()).zip(&eff) {
+                if *e > 0.0 {
+                    acc.chi2_after += e * r.norm_sqr();
+                    acc.chi2_before += e * v.norm_sqr();
+                }
+            }
+        }
+        drop(eff);
+        m.windows += 1;
+        m.visibilities += block.n_vis() as u64;
+        if single {
+            wgt_all = Some(wgt_rc);
+            single_block = Some(block);
+        } else {
+            let wa = wgt_all.get_or_insert_with(|| Array2::zeros((nrow, nchan)));
+            put_columns(wa, c0, &wgt_rc);
+            if mvis_rc.is_none() {
+                let da = data_rc
+                    .get_or_insert_with(|| Array2::from_elem((nrow, nchan), Complex64::default()));
+                put_columns(da, c0, &block.vis_rc);
+            }
+            if i + 1 == nb {
+                uvw_r = std::mem::take(&mut block.uvw_r);
+            }
+        }
+        c0 += nc;
+    }
+    let uvw: &[UvwMetres] = match &single_block {
+        Some(b) => &b.uvw_r,
+        None => &uvw_r,
+    };
+    let wgt_rc = wgt_all.unwrap_or_else(|| Array2::zeros((nrow, nchan)));
+    let vis_rc = match (&mvis_rc, &data_rc, &single_block) {
+        (Some(r), _, _) => r.view(),
+        (None, Some(d), _) => d.view(),
+        (None, None, Some(b)) => b.vis_rc.view(),
+        (None, None, None) => return Err(kernel(&what, "no visibilities")),
+    };
+    let (dirty_yx, _) = invert(uvw, &freq_c, vis_rc, wgt_rc.view(), &ctx.geom, &ctx.opts)
+        .map_err(|e| kernel(&format!("{what}: invert"), e))?;
+    drop(mvis_rc);
+    drop(data_rc);
+    add_moments(
+        &mut acc.part.arrays,
+        Moments::dirty_name,
+        ctx.mom.nmoment,
+        x,
+        dirty_yx,
+    );
+    if !ctx.residual {
+        let ones = Array2::from_elem(wgt_rc.dim(), Complex64::new(1.0, 0.0));
+        let (psf_yx, _) = invert(
+            uvw,
+            &freq_c,
+            ones.view(),
+            wgt_rc.view(),
+            &ctx.geom,
+            &ctx.opts,
+        )
+        .map_err(|e| kernel(&format!("{what}: PSF"), e))?;
+        add_moments(
+            &mut acc.part.arrays,
+            Moments::psf_name,
+            ctx.mom.n_psf(),
+            x,
+            psf_yx,
+        );
+    }
+    acc.sumwt += wgt_rc.sum();
+    Ok(())
+}
+
+/// Adds x^t · `img` to moment t (0 ≤ t < n) of `arrays`, named by `name`. A moment not
+/// yet present takes the image itself (moment 0 by move): a task of one batch holds no
+/// zeroed accumulator beside the gridder's output.
+fn add_moments(
+    arrays: &mut BTreeMap<String, Array2<f64>>,
+    name: fn(usize) -> String,
+    n: usize,
+    x: f64,
+    img: Array2<f64>,
+) {
+    for t in (1..n).rev() {
+        let coef = x.powi(t as i32);
+        match arrays.get_mut(&name(t)) {
+            Some(a) => a.scaled_add(coef, &img),
+            None => {
+                arrays.insert(name(t), img.mapv(|v| v * coef));
+            }
+        }
+    }
+    match arrays.get_mut(&name(0)) {
+        Some(a) => *a += &img,
+        None => {
+            arrays.insert(name(0), img);
+        }
+    }
+}
+
 pub async fn run(
     env: &TaskEnv,
     st: &Stage,
@@ -105,14 +405,13 @@ pub async fn run(
     m: &mut TaskManifest,
 ) -> Result<(), TaskError> {
     let geom: ImageGeometry = env.geometry()?;
-    let opts = env.gridder();
     let wspec = env.weighting();
     let mom = Moments {
         nmoment: env.nmoment(),
         ref_freq_hz: env.plan.image.ref_freq_hz,
     };
     let residual = st.kind == TaskKind::Residual;
-    let density = global_density(env, m).await?;
+    let mut density = global_density(env, m).await?;
     let model = if residual {
         Some(read_model(env, st.cycle, m).await?)
     } else {
@@ -123,147 +422,87 @@ pub async fn run(
     } else {
         None
     };
-    let terms = active_terms(env, st.cycle);
-    let n_ant = env.plan.facts.nantennas as usize;
-    let (ny, nx) = (geom.npix_y, geom.npix_x);
-    let mut part = Partial::default();
-    for t in 0..mom.nmoment {
-        part.arrays
-            .insert(Moments::dirty_name(t), Array2::zeros((ny, nx)));
-    }
-    if !residual {
-        for k in 0..mom.n_psf() {
-            part.arrays
-                .insert(Moments::psf_name(k), Array2::zeros((ny, nx)));
-        }
-    }
-    let mut sumwt = 0.0;
-    let mut chi2_before = 0.0;
-    let mut chi2_after = 0.0;
-    let mut neq_t: Option<NormalEquations> = None;
-    let mut shard_tables = Vec::new();
+    let ctx = MapCtx {
+        env,
+        geom,
+        opts: env.gridder(),
+        mom,
+        model,
+        global,
+        terms: active_terms(env, st.cycle),
+        n_ant: env.plan.facts.nantennas as usize,
+        residual,
+    };
+    let mut acc = MapAcc::default();
+    let budget = batch_budget(env);
     let ds = env.dataset().await?;
-    for w in env.plan.shards[index as usize].window_range() {
-        let span = tracing::info_span!("window", window = i64::from(w));
-        async {
-            let t = Instant::now();
-            let mut block = ds
-                .read_window(w as usize)
-                .instrument(tracing::info_span!("read", window = i64::from(w)))
-                .await?;
-            m.read_seconds += t.elapsed().as_secs_f64();
-            m.bytes_in += (block.n_vis() * 13) as u64;
-            let t = Instant::now();
-            let what = format!("window {w}");
-            let (wgt_rc, _) = tracing::info_span!("weights")
-                .in_scope(|| match &density {
-                    Some(d) => imaging_weights_with_density(&block, d, &wspec),
-                    None => imaging_weights(&block, &geom, &wspec),
-                })
-                .map_err(|e| kernel(&what, e))?;
-            let x = mom.x(mean_freq(&block));
-            // The residual, when there is a model (else the data are imaged as they are).
-            let mut residual_rc = None;
-            if let Some(model) = &model {
-                let img = model_at(model, x);
-                let (mvis_rc, _) = predict(&block.uvw_r, &block.freq_c, img.view(), &geom, &opts)
-                    .map_err(|e| kernel(&format!("{what}: predict"), e))?;
-                let solve_span = tracing::info_span!("solve", terms = ?terms);
-                let _solve = solve_span.enter();
-                if terms.contains(&SolutionTerm::T) {
-                    let spec = solve_spec(env, SolutionTerm::T, n_ant);
-                    let data_w = block.effective_weight_rc();
-                    let ne =
-                        NormalEquations::accumulate(&block, mvis_rc.view(), data_w.view(), &spec)
-                            .map_err(|e| kernel(&format!("{what}: T normal equations"), e))?;
-                    match &mut neq_t {
-                        Some(acc) => acc.add(&ne).map_err(|e| kernel(&what, e))?,
-                        None => neq_t = Some(ne),
-                    }
-                }
-                if let Some((_, table)) = &global {
-                    apply_gains(&mut block, table, ApplyMode::Correct, WeightUpdate::Keep)
-                        .map_err(|e| kernel(&format!("{what}: apply T gains"), e))?;
-                }
-                for term in terms.iter().filter(|t| **t != SolutionTerm::T) {
-                    let spec = solve_spec(env, *term, n_ant);
-                    let data_w = block.effective_weight_rc();
-                    let ne =
-                        NormalEquations::accumulate(&block, mvis_rc.view(), data_w.view(), &spec)
-                            .map_err(|e| kernel(&format!("{what}: {term:?} normal equations"), e))?;
-                    let table = solve(&ne, &spec)
-                        .map_err(|e| kernel(&format!("{what}: {term:?} solve"), e))?;
-                    apply_gains(&mut block, &table, ApplyMode::Correct, WeightUpdate::Keep)
-                        .map_err(|e| kernel(&format!("{what}: apply {term:?} gains"), e))?;
-                    shard_tables.push(serde_json::json!({
-                        "window": w,
-                        "term": format!("{term:?}"),
-                        "flagged": table.n_flagged(),
-                        "gains": (0..table.n_ant).map(|a| {
-                            let g = table.gains[[0, a, 0]];
-                            [g.re, g.im]
-                        }).collect::<Vec<_>>(),
-                    }));
-                }
-                drop(_solve);
-                residual_rc = Some(&block.vis_rc - &mvis_rc);
-            }
-            // Data weights after calibration: flags it set zero the imaging weight too.
-            let eff = block.effective_weight_rc();
-            if let Some(r_rc) = &residual_rc {
-                for ((r, v), e) in r_rc.iter().zip(block.vis_rc.iter()).zip(&eff) {
-                    if *e > 0.0 {
-                        chi2_after += e * r.norm_sqr();
-                        chi2_before += e * v.norm_sqr();
-                    }
-                }
-            }
-            let wgt_rc = &wgt_rc * &eff.mapv(|e| if e > 0.0 { 1.0 } else { 0.0 });
-            let vis_rc = residual_rc.as_ref().unwrap_or(&block.vis_rc);
-            let (dirty_yx, _) = invert(
-                &block.uvw_r,
-                &block.freq_c,
-                vis_rc.view(),
-                wgt_rc.view(),
-                &geom,
-                &opts,
-            )
-            .map_err(|e| kernel(&format!("{what}: invert"), e))?;
-            let mut xt = 1.0;
-            for t in 0..mom.nmoment {
-                if let Some(a) = part.arrays.get_mut(&Moments::dirty_name(t)) {
-                    a.scaled_add(xt, &dirty_yx);
-                }
-                xt *= x;
-            }
-            if !residual {
-                let ones = Array2::from_elem(wgt_rc.dim(), Complex64::new(1.0, 0.0));
-                let (psf_yx, _) = invert(
-                    &block.uvw_r,
-                    &block.freq_c,
-                    ones.view(),
-                    wgt_rc.view(),
-                    &geom,
-                    &opts,
-                )
-                .map_err(|e| kernel(&format!("{what}: PSF"), e))?;
-                let mut xk = 1.0;
-                for k in 0..mom.n_psf() {
-                    if let Some(a) = part.arrays.get_mut(&Moments::psf_name(k)) {
-                        a.scaled_add(xk, &psf_yx);
-                    }
-                    xk *= x;
-                }
-            }
-            sumwt += wgt_rc.sum();
-            m.compute_seconds += t.elapsed().as_secs_f64();
-            m.windows += 1;
-            m.visibilities += block.n_vis() as u64;
-            Ok::<(), TaskError>(())
+    let windows = env.plan.shards[index as usize].window_range();
+    let last_w = windows.clone().last();
+    let mut batch: Vec<Window> = Vec::new();
+    let mut batch_bytes = 0u64;
+    let mut batches = 0u64;
+    for w in windows {
+        let t = Instant::now();
+        let block = ds
+            .read_window(w as usize)
+            .instrument(tracing::info_span!("read", window = i64::from(w)))
+            .await?;
+        m.read_seconds += t.elapsed().as_secs_f64();
+        m.bytes_in += (block.n_vis() * 13) as u64;
+        let t = Instant::now();
+        let wgt_rc = weigh(&block, density.as_ref(), &geom, &wspec, w)?;
+        if Some(w) == last_w {
+            // Every window is weighted: the global density is no longer needed.
+            density = None;
         }
-        .instrument(span)
-        .await?;
+        let bytes = block_bytes(&block);
+        let joins = batch.first().is_some_and(|f| {
+            mom.nmoment == 1
+                && batch_bytes + bytes <= budget
+                && f.block.uvw_r == block.uvw_r
+                && f.block.ant1_r == block.ant1_r
+                && f.block.ant2_r == block.ant2_r
+        });
+        if !joins && !batch.is_empty() {
+            let span = batch_span(&batch);
+            span.in_scope(|| image_batch(&ctx, &mut acc, std::mem::take(&mut batch), m))?;
+            batch_bytes = 0;
+            batches += 1;
+        }
+        batch.push(Window { w, block, wgt_rc });
+        batch_bytes += bytes;
+        m.compute_seconds += t.elapsed().as_secs_f64();
     }
+    if !batch.is_empty() {
+        let t = Instant::now();
+        let span = batch_span(&batch);
+        span.in_scope(|| image_batch(&ctx, &mut acc, batch, m))?;
+        m.compute_seconds += t.elapsed().as_secs_f64();
+        batches += 1;
+    }
+    // Gridder calls per image made (fewer than windows when windows were batched).
+    m.set("gridder_batches", batches);
+    drop(density);
+    // Moments are made by the first batch; a shard without windows gives zeros.
+    let (ny, nx) = (geom.npix_y, geom.npix_x);
+    let psf_names = if residual { 0 } else { mom.n_psf() };
+    let names = (0..mom.nmoment)
+        .map(Moments::dirty_name)
+        .chain((0..psf_names).map(Moments::psf_name));
+    for n in names {
+        acc.part
+            .arrays
+            .entry(n)
+            .or_insert_with(|| Array2::zeros((ny, nx)));
+    }
+    let MapAcc {
+        mut part,
+        sumwt,
+        chi2_before,
+        chi2_after,
+        neq_t,
+        shard_tables,
+    } = acc;
     part.scalars.insert("sumwt".into(), sumwt);
     if residual {
         part.scalars.insert("chi2_data".into(), chi2_before);
@@ -280,4 +519,14 @@ pub async fn run(
         .unwrap_or_else(|| Plan::cycle_tree(st.cycle));
     env.write_partial(&Plan::partial_key(&tree, index), &part, m)
         .await
+}
+
+/// The span of one batch: `window` (the first) and `windows` (how many).
+fn batch_span(batch: &[Window]) -> tracing::Span {
+    let first = batch.first().map_or(0, |w| w.w);
+    tracing::info_span!(
+        "window",
+        window = i64::from(first),
+        windows = batch.len() as i64
+    )
 }
