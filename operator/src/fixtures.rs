@@ -43,6 +43,7 @@ pub fn small_spec(name: &str, pipeline: PipelineKind) -> ImagingJobSpec {
     spec.pipeline = pipeline;
     spec.input = InputSpec {
         visibilities: None,
+        measurement_set: None,
         simulate: Some(SimulateSpec {
             rmax: 200.0,
             frequency_windows: 4,
@@ -171,6 +172,7 @@ impl ImagingJobBuilder {
         self.spec.input = InputSpec {
             visibilities: Some(url.to_string()),
             simulate: None,
+            measurement_set: None,
         };
         self
     }

@@ -257,7 +257,7 @@ spec:
             format!(
                 "{base}  input: {{visibilities: s3://b/v.zarr, simulate: {{telescope: LOW, rmax: 300, frequencyWindows: 2}}}}\n"
             ),
-            vec!["spec.input", "not both"],
+            vec!["spec.input", "not more"],
         ),
         (
             "fan-in 1",

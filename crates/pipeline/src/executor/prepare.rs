@@ -4,6 +4,7 @@
 use thiserror::Error;
 
 use crate::formats::zarr_vis::open_dataset;
+use crate::plan::ms::MsSource;
 use crate::plan::{InputFacts, PLAN_KEY, Plan, PlanError, PlanOptions, VIS_KEY, make_plan};
 use crate::spec::ImagingJob;
 use crate::storage::{StorageError, Store, StoreOptions};
@@ -44,6 +45,9 @@ pub async fn input_facts_with(
 ) -> Result<InputFacts, PrepareError> {
     if let Some(sim) = &job.spec.input.simulate {
         return Ok(InputFacts::from_simulation(sim)?);
+    }
+    if let Some(ms) = &job.spec.input.measurement_set {
+        return Ok(MsSource::open_blocking(ms).await?.facts());
     }
     let url = job.spec.input.visibilities.clone().unwrap_or_default();
     let store = Store::from_url_with(&url, options)?;
@@ -129,6 +133,7 @@ pub async fn prepare_with(
             "diagnostics/",
             "vis.zarr/",
             "predicted.zarr/",
+            "import/",
         ] {
             for key in out.list(prefix).await? {
                 out.delete(&key).await?;
@@ -136,7 +141,16 @@ pub async fn prepare_with(
         }
         out.delete(PLAN_KEY).await?;
     }
-    let facts = input_facts_with(job, options).await?;
+    // A MeasurementSet is opened once: its facts plan the job, and the dataset's layout
+    // is created before plan.json is written (a plan present = a layout present).
+    let ms = match &job.spec.input.measurement_set {
+        Some(m) => Some(MsSource::open_blocking(m).await?),
+        None => None,
+    };
+    let facts = match &ms {
+        Some(src) => src.facts(),
+        None => input_facts_with(job, options).await?,
+    };
     let visibilities = match &job.spec.input.visibilities {
         Some(v) => v.clone(),
         None => out.child(VIS_KEY).url().to_string(),
@@ -159,6 +173,23 @@ pub async fn prepare_with(
             aperture_telemetry::now_unix_nano()
         ),
     };
+    if let Some(src) = ms {
+        let vis = Store::from_url_with(&plan.visibilities, options)?;
+        // On a blocking thread with its own `block_on`: the layout writer's stream
+        // combinators otherwise defeat rustc's proof that the operator's reconcile future
+        // is Send ("Send is not general enough"), and block_on needs no Send.
+        let (o, rt) = (out.clone(), tokio::runtime::Handle::current());
+        tokio::task::spawn_blocking(move || {
+            rt.block_on(crate::tasks::import::create_layout(&o, &vis, &src))
+        })
+        .await
+        .map_err(|e| {
+            PlanError::input(
+                crate::plan::ms::FIELD,
+                format!("creating the dataset layout failed: {e}"),
+            )
+        })??;
+    }
     out.put_json(PLAN_KEY, &plan).await?;
     Ok((plan, out))
 }

@@ -23,6 +23,11 @@ pub struct PlanOptions {
     pub visibilities: String,
 }
 
+/// The stage that reads a MeasurementSet input into `<output>/vis.zarr`, one task per
+/// shard, and the one-task stage that commits the dataset after it.
+pub const IMPORT_STAGE: &str = "import";
+pub const IMPORT_COMMIT_STAGE: &str = "import-commit";
+
 /// Largest half-extent of an auto-sized image, radians (sin 30°).
 const MAX_AUTO_HALF_EXTENT: f64 = 0.5;
 /// At most this many windows get their own cost estimate; others are interpolated.
@@ -258,6 +263,40 @@ pub fn make_plan(
             },
         );
         first_deps.push("simulate".into());
+    }
+    if spec.input.measurement_set.is_some() {
+        // One import task per shard, reading its windows from the MS (at ~100 MB/s of
+        // in-memory blocks, a rough figure), then one task that commits the dataset.
+        let most = shards.iter().map(|s| s.windows).max().unwrap_or(1);
+        push(
+            &mut stages,
+            Stage {
+                name: IMPORT_STAGE.into(),
+                kind: TaskKind::Import,
+                tasks: shards.len() as u32,
+                deps: vec![],
+                cycle: 0,
+                tree: None,
+                reduce: None,
+                skippable: false,
+                est_task_seconds: 1e-8 * (facts.window_bytes() * u64::from(most)) as f64,
+            },
+        );
+        push(
+            &mut stages,
+            Stage {
+                name: IMPORT_COMMIT_STAGE.into(),
+                kind: TaskKind::ImportCommit,
+                tasks: 1,
+                deps: vec![IMPORT_STAGE.into()],
+                cycle: 0,
+                tree: None,
+                reduce: None,
+                skippable: false,
+                est_task_seconds: 0.1,
+            },
+        );
+        first_deps.push(IMPORT_COMMIT_STAGE.into());
     }
     let k = par.reduction_fan_in;
     let reduce_s = 1e-9 * image_bytes as f64;

@@ -8,6 +8,9 @@ use super::{Plan, tree};
 pub const PLAN_KEY: &str = "plan.json";
 /// Visibilities written by a simulate stage.
 pub const VIS_KEY: &str = "vis.zarr";
+/// What the planner decided about a MeasurementSet import (the dataset's metadata and
+/// the import manifest), read by the import stage.
+pub const IMPORT_META_KEY: &str = "import/dataset.json";
 
 impl Plan {
     /// Result manifest of a task: present = the task is done.

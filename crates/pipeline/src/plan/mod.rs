@@ -7,11 +7,12 @@ mod build;
 mod cost;
 mod facts;
 mod keys;
-pub use keys::{PLAN_KEY, VIS_KEY};
+pub use keys::{IMPORT_META_KEY, PLAN_KEY, VIS_KEY};
+pub mod ms;
 mod shards;
 mod tree;
 
-pub use build::{PlanOptions, make_plan, spec_digest};
+pub use build::{IMPORT_COMMIT_STAGE, IMPORT_STAGE, PlanOptions, make_plan, spec_digest};
 pub use cost::{CostEstimate, estimate_window};
 pub use facts::InputFacts;
 pub use shards::{Shard, balance_shards};
@@ -49,6 +50,10 @@ impl PlanError {
 pub enum TaskKind {
     /// Write the simulated visibilities of a shard's windows.
     Simulate,
+    /// Read a shard's windows from a MeasurementSet into the visibility dataset.
+    Import,
+    /// Commit the imported dataset (its group metadata) once every import task is done.
+    ImportCommit,
     /// Accumulate the uv-density of a shard (uniform / robust weighting).
     Weights,
     /// Dirty image and PSF (Taylor moments) of a shard.
@@ -68,8 +73,10 @@ pub enum TaskKind {
 
 impl TaskKind {
     /// Every kind.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::Simulate,
+        Self::Import,
+        Self::ImportCommit,
         Self::Weights,
         Self::Invert,
         Self::Residual,
@@ -83,6 +90,8 @@ impl TaskKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Simulate => "simulate",
+            Self::Import => "import",
+            Self::ImportCommit => "import-commit",
             Self::Weights => "weights",
             Self::Invert => "invert",
             Self::Residual => "residual",

@@ -1,22 +1,25 @@
-//! `spec.input`: an existing visibility dataset or a deterministic simulation.
+//! `spec.input`: an existing visibility dataset, a deterministic simulation or a CASA
+//! MeasurementSet imported by the plan's first stage.
 //!
 //! Ranges are in the schema (`#[schemars(range)]`) and cross-field rules are CEL
 //! (`#[x_kube(validation)]`), mirroring `validate.rs`, which stays the authority for
 //! `aperture run`; see docs/crd.md.
 
+use std::path::Path;
+
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Exactly one of `visibilities` and `simulate`.
+/// Exactly one of `visibilities`, `simulate` and `measurementSet`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(
-    validation = Rule::new("has(self.visibilities) || has(self.simulate)")
-        .message("give exactly one of visibilities (a Zarr URL) and simulate")
+    validation = Rule::new("has(self.visibilities) || has(self.simulate) || has(self.measurementSet)")
+        .message("give exactly one of visibilities (a Zarr URL), simulate and measurementSet")
         .reason(Reason::FieldValueRequired),
-    validation = Rule::new("!(has(self.visibilities) && has(self.simulate))")
-        .message("give exactly one of visibilities and simulate, not both")
+    validation = Rule::new("(has(self.visibilities) ? 1 : 0) + (has(self.simulate) ? 1 : 0) + (has(self.measurementSet) ? 1 : 0) <= 1")
+        .message("give exactly one of visibilities, simulate and measurementSet, not more")
         .reason(Reason::FieldValueForbidden)
 )]
 pub struct InputSpec {
@@ -28,6 +31,121 @@ pub struct InputSpec {
     /// Simulate the visibilities (written under `<output>/vis.zarr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulate: Option<SimulateSpec>,
+    /// Import a CASA MeasurementSet (written under `<output>/vis.zarr` by the plan's
+    /// `import` stage); the planner and the workers must be able to read its path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurement_set: Option<MeasurementSetSpec>,
+}
+
+/// The visibility column of a MeasurementSet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MsColumnSpec {
+    /// `DATA`: the observed visibilities.
+    #[default]
+    Data,
+    /// `CORRECTED_DATA`: after calibration.
+    Corrected,
+    /// `MODEL_DATA`: a model's visibilities.
+    Model,
+}
+
+impl MsColumnSpec {
+    fn is_default(&self) -> bool {
+        *self == Self::Data
+    }
+}
+
+/// A CASA MeasurementSet (MSv2) imported as Stokes I, with the selection of
+/// `aperture import ms` (docs/measurement-sets.md): one field, spectral windows, a channel
+/// range and a time range; autocorrelations and rows with FLAG_ROW are dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeasurementSetSpec {
+    /// The MeasurementSet directory on a filesystem the planner and every worker mount.
+    /// `aperture run` reads a relative path relative to the manifest's directory; on
+    /// Kubernetes give an absolute path.
+    #[schemars(regex(pattern = r"\S"))]
+    pub path: String,
+    /// The visibility column: data (DATA), corrected (CORRECTED_DATA) or model
+    /// (MODEL_DATA).
+    #[serde(default, skip_serializing_if = "MsColumnSpec::is_default")]
+    pub column: MsColumnSpec,
+    /// FIELD id (one phase centre per dataset); default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<u32>,
+    /// SPECTRAL_WINDOW ids; default every spectral window with rows of the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub spw: Option<Vec<u32>>,
+    /// Channels `A:B` (A to B−1, like a Python slice; either end may be left out) of each
+    /// selected spectral window; default all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*[0-9]*\s*:\s*[0-9]*\s*$"))]
+    pub channels: Option<String>,
+    /// Times `START:END` in seconds after the first integration of the selection, or
+    /// `mjd:START:END` in MJD seconds (the TIME column's scale); inclusive, compared with
+    /// integration midpoints; either end may be left out; default all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(mjd:)?[^:]*:[^:]*$"))]
+    pub time_range: Option<String>,
+    /// Channels per output frequency window, 1 … 65536; windows never cross spectral
+    /// windows, so it must divide each one's selected channels. Default: one window per
+    /// spectral window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65_536))]
+    pub channels_per_window: Option<u32>,
+}
+
+impl MeasurementSetSpec {
+    /// The selection for aperture-ms; errors name the field
+    /// (`spec.input.measurementSet.channels`, `….timeRange`).
+    pub fn selection(&self) -> Result<aperture_ms::Selection, super::SpecError> {
+        let field = |name: &str| format!("spec.input.measurementSet.{name}");
+        let channels = self
+            .channels
+            .as_deref()
+            .map(str::parse::<aperture_ms::ChannelRange>)
+            .transpose()
+            .map_err(|e| super::SpecError::invalid(field("channels"), e.to_string()))?;
+        let time = self
+            .time_range
+            .as_deref()
+            .map(str::parse::<aperture_ms::TimeRange>)
+            .transpose()
+            .map_err(|e| super::SpecError::invalid(field("timeRange"), e.to_string()))?;
+        let mut spws: Option<Vec<usize>> = self
+            .spw
+            .as_ref()
+            .map(|l| l.iter().map(|&s| s as usize).collect());
+        if let Some(l) = spws.as_mut() {
+            l.sort_unstable();
+            l.dedup();
+        }
+        Ok(aperture_ms::Selection {
+            column: match self.column {
+                MsColumnSpec::Data => aperture_ms::DataColumn::Data,
+                MsColumnSpec::Corrected => aperture_ms::DataColumn::Corrected,
+                MsColumnSpec::Model => aperture_ms::DataColumn::Model,
+            },
+            field: self.field.map(|f| f as usize),
+            spws,
+            channels,
+            time,
+        })
+    }
+
+    /// Makes a relative `path` absolute, relative to `base` (the manifest's directory).
+    pub fn resolve_relative_to(&mut self, base: &Path) {
+        let p = Path::new(&self.path);
+        if p.is_relative() {
+            let joined = base.join(p);
+            let abs = std::fs::canonicalize(&joined)
+                .or_else(|_| std::path::absolute(&joined))
+                .unwrap_or(joined);
+            self.path = abs.display().to_string();
+        }
+    }
 }
 
 /// Array configurations the simulator knows.

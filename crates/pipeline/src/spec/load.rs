@@ -64,13 +64,19 @@ pub fn parse_job(text: &str, origin: &str) -> Result<ImagingJob, SpecError> {
     Ok(job)
 }
 
-/// Reads, parses and validates a manifest file.
+/// Reads, parses and validates a manifest file. A relative
+/// `spec.input.measurementSet.path` is made absolute, relative to the manifest's
+/// directory (where a user looks for it), so workers find it from any directory.
 pub fn load_job(path: &Path) -> Result<ImagingJob, SpecError> {
     let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
         file: path.display().to_string(),
         message: e.to_string(),
     })?;
-    parse_job(&text, &path.display().to_string())
+    let mut job = parse_job(&text, &path.display().to_string())?;
+    if let Some(ms) = job.spec.input.measurement_set.as_mut() {
+        ms.resolve_relative_to(path.parent().unwrap_or(Path::new(".")));
+    }
+    Ok(job)
 }
 
 fn check_header(value: &serde_json::Value) -> Result<(), SpecError> {

@@ -17,7 +17,9 @@ pub use calibration::{CalibrationSpec, SolutionTerm, TermSpec};
 pub use crd::{BoundGuard, NAME_MAX_LENGTH, NAME_PATTERN, bound_guard, crd, open_api_v3_schema};
 pub use deconvolution::{CleanAlgorithm, DeconvolutionSpec, WindowKind, WindowSpec};
 pub use image::{ImageSpec, PrecisionSpec, WeightingKind, WeightingSpecYaml};
-pub use input::{InputSpec, PredictSpec, SimulateSpec, SkySpec, Telescope};
+pub use input::{
+    InputSpec, MeasurementSetSpec, MsColumnSpec, PredictSpec, SimulateSpec, SkySpec, Telescope,
+};
 pub use load::{SpecError, load_job, parse_job};
 pub use resources::{OtlpProtocol, ParallelismSpec, StorageSpec, TelemetrySpec, WorkersSpec};
 pub use status::{ImagingJobStatus, JobPhase, StageCounts};

@@ -24,20 +24,53 @@ fn finite_in(v: f64, lo: f64, hi: f64, field: &str) -> Result<(), SpecError> {
 
 /// Validates the whole spec.
 pub fn validate(s: &ImagingJobSpec) -> Result<(), SpecError> {
+    let given: Vec<&str> = [
+        ("visibilities", s.input.visibilities.is_some()),
+        ("simulate", s.input.simulate.is_some()),
+        ("measurementSet", s.input.measurement_set.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    if given.len() > 1 {
+        return Err(SpecError::invalid(
+            "spec.input",
+            format!(
+                "give exactly one of visibilities, simulate and measurementSet, not more \
+                 (got {})",
+                given.join(" and ")
+            ),
+        ));
+    }
+    if let Some(ms) = &s.input.measurement_set {
+        check(
+            !ms.path.trim().is_empty(),
+            "spec.input.measurementSet.path",
+            || "empty path".into(),
+        )?;
+        if let Some(c) = ms.channels_per_window {
+            check(
+                (1..=65_536).contains(&c),
+                "spec.input.measurementSet.channelsPerWindow",
+                || format!("{c} is outside 1…65536"),
+            )?;
+        }
+        check(
+            ms.spw.as_ref().is_none_or(|l| !l.is_empty()),
+            "spec.input.measurementSet.spw",
+            || "empty list (leave it out to select every spectral window)".into(),
+        )?;
+        ms.selection()?;
+    }
+    if given.is_empty() {
+        return Err(SpecError::invalid(
+            "spec.input",
+            "give exactly one of visibilities (a Zarr URL), simulate and measurementSet",
+        ));
+    }
     match (&s.input.visibilities, &s.input.simulate) {
-        (Some(_), Some(_)) => {
-            return Err(SpecError::invalid(
-                "spec.input",
-                "give exactly one of visibilities and simulate, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(SpecError::invalid(
-                "spec.input",
-                "give exactly one of visibilities (a Zarr URL) and simulate",
-            ));
-        }
-        (Some(url), None) => check(!url.trim().is_empty(), "spec.input.visibilities", || {
+        (None, None) => {}
+        (Some(url), _) => check(!url.trim().is_empty(), "spec.input.visibilities", || {
             "empty URL".into()
         })?,
         (None, Some(sim)) => {
@@ -244,7 +277,9 @@ pub fn validate(s: &ImagingJobSpec) -> Result<(), SpecError> {
     )?;
     if s.pipeline == PipelineKind::Predict {
         check(
-            s.input.simulate.is_some() || s.input.visibilities.is_some(),
+            s.input.simulate.is_some()
+                || s.input.visibilities.is_some()
+                || s.input.measurement_set.is_some(),
             "spec.input",
             || "predict needs the layout of an input dataset".into(),
         )?;
@@ -351,5 +386,90 @@ mod tests {
         assert_eq!(parse_job(&both, "m").unwrap_err().field(), "spec.input");
         let none = with("").replace("{simulate: {}}", "{}");
         assert_eq!(parse_job(&none, "m").unwrap_err().field(), "spec.input");
+        let ms_and_vis = with("").replace(
+            "{simulate: {}}",
+            "{measurementSet: {path: a.ms}, visibilities: x}",
+        );
+        let err = parse_job(&ms_and_vis, "m").unwrap_err();
+        assert_eq!(err.field(), "spec.input", "{err}");
+        assert!(
+            err.to_string()
+                .contains("got visibilities and measurementSet"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn measurement_set_input_is_checked_field_by_field() {
+        let ms =
+            |body: &str| with("").replace("{simulate: {}}", &format!("{{measurementSet: {body}}}"));
+        let job = parse_job(
+            &ms(
+                "{path: a.ms, column: corrected, field: 1, spw: [2, 0, 2], channels: '0:4', \
+                 timeRange: 'mjd:5e9:', channelsPerWindow: 2}",
+            ),
+            "m",
+        )
+        .expect("a full measurementSet input");
+        let m = job.spec.input.measurement_set.expect("measurementSet");
+        let sel = m.selection().expect("selection");
+        assert_eq!(sel.column, aperture_ms::DataColumn::Corrected);
+        assert_eq!((sel.field, sel.spws), (Some(1), Some(vec![0, 2])));
+        assert_eq!(sel.channels.and_then(|c| c.resolve(8)), Some(0..4));
+        assert_eq!(
+            sel.time.map(|t| (t.start, t.end, t.mjd)),
+            Some((Some(5e9), None, true))
+        );
+        // An unquoted A:B is a YAML string too.
+        let job = parse_job(&ms("{path: a.ms, channels: 0:64}"), "m").expect("unquoted");
+        let m = job.spec.input.measurement_set.expect("measurementSet");
+        assert_eq!(m.channels.as_deref(), Some("0:64"));
+        for (body, field) in [
+            ("{path: ' '}", "spec.input.measurementSet.path"),
+            (
+                "{path: a.ms, channels: '4:2'}",
+                "spec.input.measurementSet.channels",
+            ),
+            (
+                "{path: a.ms, timeRange: '20:10'}",
+                "spec.input.measurementSet.timeRange",
+            ),
+            (
+                "{path: a.ms, timeRange: 'x'}",
+                "spec.input.measurementSet.timeRange",
+            ),
+            (
+                "{path: a.ms, channelsPerWindow: 0}",
+                "spec.input.measurementSet.channelsPerWindow",
+            ),
+            ("{path: a.ms, spw: []}", "spec.input.measurementSet.spw"),
+            (
+                "{path: a.ms, column: raw}",
+                "spec.input.measurementSet.column",
+            ),
+        ] {
+            let err = parse_job(&ms(body), "m").unwrap_err();
+            assert_eq!(err.field(), field, "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_relative_measurement_set_path_is_relative_to_the_manifest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("jobs");
+        std::fs::create_dir(&sub).expect("mkdir");
+        let file = sub.join("j.yaml");
+        let text = with("").replace("{simulate: {}}", "{measurementSet: {path: ../obs.ms}}");
+        std::fs::write(&file, text).expect("write");
+        let job = super::super::load_job(&file).expect("job");
+        let path = job.spec.input.measurement_set.expect("ms").path;
+        assert_eq!(std::path::Path::new(&path), sub.join("../obs.ms"), "{path}");
+        let abs = with("").replace("{simulate: {}}", "{measurementSet: {path: /data/obs.ms}}");
+        std::fs::write(&file, abs).expect("write");
+        let job = super::super::load_job(&file).expect("job");
+        assert_eq!(
+            job.spec.input.measurement_set.expect("ms").path,
+            "/data/obs.ms"
+        );
     }
 }

@@ -38,6 +38,7 @@ fn plan(
         pipeline,
         input: InputSpec {
             visibilities: None,
+            measurement_set: None,
             simulate: Some(SimulateSpec::default()),
         },
         output: None,

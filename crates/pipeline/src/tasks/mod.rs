@@ -1,10 +1,11 @@
-//! The work of each task kind (simulate, weights, invert/residual map, reduce,
+//! The work of each task kind (simulate, MeasurementSet import, weights, invert/residual map, reduce,
 //! deconvolve, restore), streaming one frequency window at a time, and the result
 //! manifest each task writes last.
 
 mod common;
 mod deconvolve;
 mod gains;
+pub mod import;
 mod manifest;
 mod map;
 mod moments;
@@ -137,6 +138,8 @@ pub async fn run_task_in(
         m.attempt = attempt;
         match st.kind {
             TaskKind::Simulate => simulate::run(env, &st, index, &mut m).await?,
+            TaskKind::Import => import::run(env, &st, index, &mut m).await?,
+            TaskKind::ImportCommit => import::run_commit(env, &st, index, &mut m).await?,
             TaskKind::Weights => weights::run(env, &st, index, &mut m).await?,
             TaskKind::Invert | TaskKind::Residual => map::run(env, &st, index, &mut m).await?,
             TaskKind::Reduce => reduce::run(env, &st, index, &mut m).await?,

@@ -14,6 +14,8 @@ use crate::tasks::TaskManifest;
 pub fn kind_name(k: TaskKind) -> &'static str {
     match k {
         TaskKind::Simulate => "simulate",
+        TaskKind::Import => "import",
+        TaskKind::ImportCommit => "import-commit",
         TaskKind::Weights => "weights",
         TaskKind::Invert => "invert",
         TaskKind::Residual => "residual",

@@ -31,6 +31,7 @@ pub fn small_plan() -> Plan {
         pipeline: PipelineKind::Continuum,
         input: InputSpec {
             visibilities: None,
+            measurement_set: None,
             simulate: Some(SimulateSpec::default()),
         },
         output: None,

@@ -17,8 +17,10 @@ const CSS: &str = include_str!("report.css");
 const JS: &str = include_str!("report.js");
 
 /// Stage kinds in the order a job runs them (the legend's order).
-const KIND_ORDER: [&str; 9] = [
+const KIND_ORDER: [&str; 11] = [
     "simulate",
+    "import",
+    "import-commit",
     "weights",
     "invert",
     "residual",

@@ -299,7 +299,19 @@ pub async fn open_dataset(
             other => zerr(format!("cannot read the group metadata: {other}")),
         })?;
     let meta = parse_attributes(group.attributes()).map_err(zerr)?;
+    open_arrays(store, prefix, meta).await
+}
 
+/// The data arrays at `prefix` described by `meta`, whether or not the group metadata
+/// has been written: for writers that fill in the windows of a dataset whose layout was
+/// created earlier ([`create_arrays`]) and commit it later ([`VisDataset::commit`]).
+/// Checks the arrays against `meta` as [`open_dataset`] does.
+pub(crate) async fn open_arrays(
+    store: Arc<dyn ObjectStore>,
+    prefix: &Path,
+    meta: VisDatasetMeta,
+) -> Result<VisDataset, FormatError> {
+    let storage = zarr_storage(&store, prefix);
     let open = |name: &'static str| {
         let storage = storage.clone();
         async move {
