@@ -390,7 +390,9 @@ def _uvw_rotation(ha_rad: float, dec_rad: float) -> np.ndarray:
 
 def recover_enu(b: dict) -> tuple[np.ndarray, float]:
     """The stations' local ENU positions [ant, 3] (m) of an `aperture simulate` bundle,
-    which records the site but not the stations (meta.json).
+    recovered from its uvw. (Newer bundles record them in meta.json, observation.
+    station_enu_m; the fixtures keep this recovery, exact to ~1e-13 m, so that the
+    checked-in MeasurementSets stay byte-identical.)
 
     uvw of baseline (0, a) at hour angle H is R(H, dec)·(X_a − X_0) (TMS eq. 4.1, with
     R orthogonal), so X_a − X_0 = Rᵀ·uvw; the local equatorial XYZ turn into ENU at the

@@ -365,11 +365,37 @@ fn simulation_is_deterministic_and_reads_station_files() {
     );
     let block = read_bundle(&all).unwrap();
     assert_eq!((block.n_rows(), block.n_chan()), (20, 3));
+    // meta.json records the stations as the file gives them, in ant1/ant2 order.
+    let obs = &read_meta(&all)["observation"];
+    assert_eq!(
+        obs["station_names"],
+        serde_json::json!(["A", "B", "C", "D", "E"])
+    );
+    assert_eq!(
+        obs["station_enu_m"],
+        serde_json::json!([
+            [0.0, 0.0, 0.0],
+            [100.0, 0.0, 0.0],
+            [0.0, 150.0, 0.0],
+            [-120.0, -80.0, 1.0],
+            [60.0, -200.0, 0.0]
+        ])
+    );
+    assert_eq!(
+        obs["station_diameters_m"],
+        serde_json::json!([35.0, 35.0, 35.0, 35.0, 35.0])
+    );
+    assert_eq!(*block.ant2_r.iter().max().unwrap(), 4);
     // --rmax keeps the stations within 150 m of the centre: all but E (209 m away).
     let near = tmp.path().join("near");
     let s = from_csv(&near, &["--rmax", "150"]);
     assert!(s.contains("4 stations") && s.contains("6 baselines"), "{s}");
     assert_eq!(read_bundle(&near).unwrap().n_rows(), 12);
+    let obs = &read_meta(&near)["observation"];
+    assert_eq!(
+        obs["station_names"],
+        serde_json::json!(["A", "B", "C", "D"])
+    );
 }
 
 #[test]

@@ -92,8 +92,10 @@ fn parse_source(s: &str) -> Result<SourceArg, String> {
 /// `aperture invert` will advise for these data, within --source-extent of the phase
 /// centre, plus every --source given. meta.json records the phase centre, telescope,
 /// station diameter, the sky model (sources with ra_deg, dec_deg, flux_jy,
-/// spectral_index, ref_freq_hz and their advised pixel), the frequency windows and the
-/// simulation settings. Everything is deterministic given --seed.
+/// spectral_index, ref_freq_hz and their advised pixel), the frequency windows, the
+/// observation (site; station names, local east-north-up positions and diameters, in
+/// the order ant1/ant2 index) and the simulation settings. Everything is deterministic
+/// given --seed.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  aperture simulate --telescope low --rmax 600 --windows 2 \
@@ -516,6 +518,14 @@ pub fn run(args: &SimulateArgs, ctx: &Context) -> Result<()> {
             "hour_angles_hours": hour_angles.iter().map(|h| h.hours()).collect::<Vec<_>>(),
             "array": config.name,
             "stations": config.len(),
+            // ANTENNA1/ANTENNA2 of the bundle index these lists.
+            "station_names": config.antennas.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+            "station_enu_m": config
+                .antennas
+                .iter()
+                .map(|a| [a.enu.e, a.enu.n, a.enu.u])
+                .collect::<Vec<_>>(),
+            "station_diameters_m": config.antennas.iter().map(|a| a.diameter).collect::<Vec<_>>(),
             "rmax_m": args.rmax,
             "site": {
                 "lon_deg": config.location.lon.to_degrees(),

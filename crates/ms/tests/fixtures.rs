@@ -535,3 +535,46 @@ fn a_column_of_the_wrong_type_is_an_error_not_a_panic() {
         "{e}"
     );
 }
+
+#[test]
+fn a_data_cell_of_another_shape_is_named_by_its_row() {
+    // A row appended to a copy, one integration after the last, of spectral window 0,
+    // with a DATA cell a channel short (DATA is variable-shape): the bulk read checks
+    // every row's shape and names the row.
+    use rubbl_casatables::{Array, Complex, Table, TableOpenMode};
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("t.ms");
+    copy_dir(&data_dir().join("low-linear.ms"), &copy);
+    let sel = select(0, 0, DataColumn::Data);
+    let mut ms = MeasurementSet::open(&copy).unwrap();
+    let plan = ms.plan(&sel, None).unwrap();
+    let (nchan, ncorr, ddid) = (plan.spws[0].nchan, plan.spws[0].ncorr, plan.spws[0].ddid);
+    let last_time = *plan.layout.time_s.last().unwrap();
+    let row = ms.meta().nrows;
+    drop(ms);
+    {
+        let _casacore = aperture_ms::casacore_lock();
+        let mut t = Table::open(&copy, TableOpenMode::ReadWrite).unwrap();
+        t.add_rows(1).unwrap();
+        t.put_cell("TIME", row, &(last_time + 10.0)).unwrap();
+        t.put_cell("ANTENNA1", row, &0i32).unwrap();
+        t.put_cell("ANTENNA2", row, &1i32).unwrap();
+        t.put_cell("FIELD_ID", row, &0i32).unwrap();
+        t.put_cell("DATA_DESC_ID", row, &(ddid as i32)).unwrap();
+        t.put_cell("FLAG_ROW", row, &false).unwrap();
+        t.put_cell("UVW", row, &vec![1.0f64, 2.0, 3.0]).unwrap();
+        let cell = Array::<Complex<f32>, _>::zeros((nchan - 1, ncorr));
+        t.put_cell("DATA", row, &cell).unwrap();
+    }
+    let mut ms = MeasurementSet::open(&copy).unwrap();
+    let plan = ms.plan(&sel, None).unwrap();
+    let e = ms.read_windows(&plan, &[0]).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "MAIN/DATA row {row}: has {} values; expected {}",
+            (nchan - 1) * ncorr,
+            nchan * ncorr
+        )),
+        "{e}"
+    );
+}

@@ -1,8 +1,8 @@
 //! The first pass over the main table: its columns' types checked, the selection resolved
 //! against the subtables, the per-row columns (DATA_DESC_ID, FIELD_ID, ANTENNA1/2,
 //! FLAG_ROW, TIME) read one at a time to choose rows, the grid built and each grid cell's
-//! UVW read. Memory: one scalar column of the whole table at a time (≤ 8 bytes a row),
-//! plus the chosen rows.
+//! UVW read (in bulk blocks of rows). Memory: one scalar column of the whole table at a
+//! time (≤ 8 bytes a row), plus the chosen rows.
 
 use std::collections::BTreeMap;
 
@@ -81,6 +81,38 @@ fn ids(main: &mut Tab, column: &str) -> Result<Vec<u32>, MsError> {
         Some(r) => Err(main.bad(column, Some(r as u64), format!("{} is negative", v[r]))),
         None => Ok(v.into_iter().map(|x| x as u32).collect()),
     }
+}
+
+/// Rows of UVW read per bulk call.
+const UVW_BLOCK_ROWS: usize = 1 << 16;
+
+/// The UVW of each grid cell (from its first row; zero for empty cells), read in
+/// blocks of rows in row order.
+fn read_uvw(main: &mut Tab, layout: &Layout) -> Result<Vec<UvwMetres>, MsError> {
+    let mut uvw_r = vec![UvwMetres::default(); layout.ncell()];
+    let mut by_row: Vec<(u64, usize)> = layout
+        .uvw_row
+        .iter()
+        .enumerate()
+        .filter_map(|(cell, r)| r.map(|r| (r, cell)))
+        .collect();
+    by_row.sort_unstable();
+    let (mut rows, mut p) = (Vec::with_capacity(UVW_BLOCK_ROWS), Vec::<f64>::new());
+    for chunk in by_row.chunks(UVW_BLOCK_ROWS) {
+        rows.clear();
+        rows.extend(chunk.iter().map(|&(r, _)| r));
+        let three = &[3][..];
+        main.cells_into("UVW", &rows, (&[0], three, three), &mut p, || {
+            "3 (u, v, w)".into()
+        })?;
+        for (&(r, cell), p) in chunk.iter().zip(p.chunks_exact(3)) {
+            if p.iter().any(|v| !v.is_finite()) {
+                return Err(main.bad("UVW", Some(r), format!("{p:?} is not finite")));
+            }
+            uvw_r[cell] = UvwMetres::new(p[0], p[1], p[2]);
+        }
+    }
+    Ok(uvw_r)
 }
 
 /// Resolves `sel` and reads the row columns, the grid and its UVW.
@@ -360,16 +392,7 @@ pub(crate) fn plan(
 
     let layout = Layout::build(&meta.path, &rows, spws.len())?;
     drop(rows);
-    let mut uvw_r = vec![UvwMetres::default(); layout.ncell()];
-    for (cell, r) in layout.uvw_row.iter().enumerate() {
-        if let Some(r) = *r {
-            let p = main.cell_of::<f64>("UVW", r, 3, || "3 (u, v, w)".into())?;
-            if p.iter().any(|v| !v.is_finite()) {
-                return Err(main.bad("UVW", Some(r), format!("{p:?} is not finite")));
-            }
-            uvw_r[cell] = UvwMetres::new(p[0], p[1], p[2]);
-        }
-    }
+    let uvw_r = read_uvw(main, &layout)?;
     let probe = layout.spw_rows[0]
         .first()
         .map(|&(r, _)| (r, spws[0].nchan * spws[0].ncorr));

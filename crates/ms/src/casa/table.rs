@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rubbl_casatables::{CasaScalarData, GlueDataType, Table, TableError, TableOpenMode};
 
+use super::bulk::{BulkError, BulkTable, Elem};
 use crate::error::MsError;
 
 /// A table of the MeasurementSet at `ms`: `MAIN` or a subtable.
@@ -15,6 +16,8 @@ pub(crate) struct Tab {
     name: String,
     table: Table,
     columns: Vec<String>,
+    /// The bulk reader's handle of the same table, opened on first use.
+    bulk: Option<BulkTable>,
 }
 
 impl std::fmt::Debug for Tab {
@@ -66,6 +69,7 @@ impl Tab {
             name: name.into(),
             table,
             columns,
+            bulk: None,
         })
     }
 
@@ -211,6 +215,58 @@ impl Tab {
             ));
         }
         Ok(v)
+    }
+
+    /// The cells of `column` in `rows` (ascending), each of `cell` shape (casacore axis
+    /// order, fastest first, e.g. DATA `[corr, chan]`) sliced to `blc` + `len`, in one
+    /// casacore call, into `out`: row after row, axis 0 fastest. A row whose cell has
+    /// another shape is an error naming it, as [`Tab::cell_of`] words it.
+    pub(crate) fn cells_into<T: Elem + CasaScalarData>(
+        &mut self,
+        column: &str,
+        rows: &[u64],
+        (blc, len, cell): (&[i64], &[i64], &[i64]),
+        out: &mut Vec<T>,
+        what: impl Fn() -> String,
+    ) -> Result<(), MsError> {
+        if rows.is_empty() {
+            out.clear();
+            return Ok(());
+        }
+        if self.bulk.is_none() {
+            let dir = if self.name == "MAIN" {
+                self.ms.clone()
+            } else {
+                self.ms.join(&self.name)
+            };
+            let bulk = BulkTable::open(&dir).map_err(|e| self.casacore(column, e))?;
+            self.bulk = Some(bulk);
+        }
+        let bulk = self.bulk.as_mut().expect("opened above");
+        match bulk.cells(column, rows, blc, len, cell, out) {
+            Ok(()) => Ok(()),
+            Err(BulkError::Shape { index }) => {
+                let row = rows[index];
+                let expected = cell.iter().map(|&n| n as usize).product();
+                match self.cell::<T>(column, row) {
+                    Err(e) => Err(e),
+                    Ok(v) if v.len() != expected => Err(self.bad(
+                        column,
+                        Some(row),
+                        format!("has {} values; expected {}", v.len(), what()),
+                    )),
+                    Ok(_) => Err(self.bad(
+                        column,
+                        Some(row),
+                        format!("has a cell of another shape; expected {}", what()),
+                    )),
+                }
+            }
+            Err(BulkError::Casacore(e)) => {
+                let (first, last) = (rows[0], rows[rows.len() - 1]);
+                Err(self.casacore(column, format!("rows {first}..={last}: {e}")))
+            }
+        }
     }
 
     /// A string keyword of a column's MEASINFO record (e.g. `Ref`), if present.
