@@ -16,10 +16,10 @@ use aperture_pipeline::formats::bundle::VisDtype;
 use aperture_pipeline::formats::zarr_vis::{
     RowGrid, StreamingWriter, VisDatasetMeta, WindowMeta, delete_dataset,
 };
+use aperture_pipeline::plan::ms::import_manifest;
 use aperture_pipeline::storage::Store;
 use clap::{Args, ValueEnum};
 use ndarray::Array3;
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{check_local_output, check_target, dtype_name, local_dir, located, stored_size};
@@ -227,68 +227,6 @@ fn dataset_meta(args: &ImportMsArgs, meta: &MsMeta, plan: &Plan) -> Result<VisDa
     Ok(m)
 }
 
-/// The import manifest stored as `extra.imported_from`.
-fn manifest(
-    args: &ImportMsArgs,
-    meta: &MsMeta,
-    plan: &Plan,
-    flagged: usize,
-    seconds: f64,
-) -> Value {
-    let samples = plan.n_samples();
-    let spws: Vec<Value> = plan
-        .spws
-        .iter()
-        .map(|s| {
-            let spw = &meta.spectral_windows[s.spw_id];
-            json!({
-                "id": s.spw_id,
-                "name": spw.name,
-                "data_description_id": s.ddid,
-                "channels": [s.chans.start, s.chans.end],
-                "nchan": s.nchan,
-                "frequency_frame": spw.frame(),
-                "polarization_id": s.pol_id,
-                "correlations": meta.polarizations[s.pol_id].describe(),
-                "basis": s.basis.name(),
-            })
-        })
-        .collect();
-    let path = std::path::absolute(&args.ms).unwrap_or_else(|_| args.ms.clone());
-    let t = plan.time_bounds;
-    json!({
-        "measurement_set": path.display().to_string(),
-        "column": plan.column.column(),
-        "selection": {
-            "field": plan.field,
-            "field_name": plan.field_name,
-            "phase_centre_frame": meta.fields[plan.field].frame,
-            "spectral_windows": spws,
-            "time_range_mjd_s": [
-                if t.0.is_finite() { json!(t.0) } else { Value::Null },
-                if t.1.is_finite() { json!(t.1) } else { Value::Null },
-            ],
-        },
-        "stokes_i": "(P+Q)/2 of the parallel hands (XX,YY or RR,LL), weight 4/(1/wP + 1/wQ); \
-                     one usable hand (unflagged, weight > 0): that hand and its weight",
-        "weights": plan.weight_source,
-        "uvw": "as stored: antenna 2 minus antenna 1",
-        "rows": plan.rows,
-        "grid": {
-            "times": plan.layout.ntime(),
-            "baselines": plan.layout.nbaseline(),
-            "empty_cells": plan.layout.empty_cells(),
-        },
-        "channels": plan.windows.iter().map(|w| w.chans.len()).sum::<usize>(),
-        "windows": plan.windows.len(),
-        "samples": samples,
-        "flagged_samples": flagged,
-        "flagged_fraction": if samples > 0 { flagged as f64 / samples as f64 } else { 0.0 },
-        "seconds": seconds,
-        "aperture_version": env!("CARGO_PKG_VERSION"),
-    })
-}
-
 /// UVW of the grid as [time, baseline, 3].
 fn uvw_tb3(plan: &Plan) -> Result<Array3<f64>> {
     let l = &plan.layout;
@@ -428,7 +366,7 @@ async fn import(args: &ImportMsArgs, ctx: &Context, store: &Store) -> Result<()>
             }
         };
         let t = start.elapsed().as_secs_f64();
-        let m = manifest(args, &meta, &plan, flagged, t);
+        let m = import_manifest(&meta, &plan, flagged as u64, t);
         let ds = writer
             .finish([("imported_from".to_owned(), m)])
             .await

@@ -187,60 +187,64 @@ impl MsSource {
         }
     }
 
-    /// The import manifest stored as the dataset's `extra.imported_from` (the same
-    /// record `aperture import ms` writes): MS path, selection, row and sample counts,
-    /// flagged fraction.
+    /// The import manifest of this source: see [`import_manifest`].
     pub fn manifest(&self, flagged: u64, seconds: f64) -> Value {
-        let (meta, plan) = (&self.meta, &self.plan);
-        let samples = plan.n_samples() as u64;
-        let spws: Vec<Value> = plan
-            .spws
-            .iter()
-            .map(|s| {
-                let spw = meta.spectral_windows.get(s.spw_id);
-                json!({
-                    "id": s.spw_id,
-                    "name": spw.map(|w| w.name.clone()),
-                    "data_description_id": s.ddid,
-                    "channels": [s.chans.start, s.chans.end],
-                    "nchan": s.nchan,
-                    "frequency_frame": spw.map(|w| w.frame()),
-                    "polarization_id": s.pol_id,
-                    "correlations": meta.polarizations.get(s.pol_id).map(|p| p.describe()),
-                    "basis": s.basis.name(),
-                })
-            })
-            .collect();
-        let path = std::path::absolute(&meta.path).unwrap_or_else(|_| meta.path.clone());
-        let t = plan.time_bounds;
-        let bound = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
-        json!({
-            "measurement_set": path.display().to_string(),
-            "column": plan.column.column(),
-            "selection": {
-                "field": plan.field,
-                "field_name": plan.field_name,
-                "phase_centre_frame": meta.fields.get(plan.field).map(|f| f.frame.clone()),
-                "spectral_windows": spws,
-                "time_range_mjd_s": [bound(t.0), bound(t.1)],
-            },
-            "stokes_i": "(P+Q)/2 of the parallel hands (XX,YY or RR,LL), weight 4/(1/wP + 1/wQ); \
-                         one usable hand (unflagged, weight > 0): that hand and its weight",
-            "weights": plan.weight_source,
-            "uvw": "as stored: antenna 2 minus antenna 1",
-            "rows": plan.rows,
-            "grid": {
-                "times": plan.layout.ntime(),
-                "baselines": plan.layout.nbaseline(),
-                "empty_cells": plan.layout.empty_cells(),
-            },
-            "channels": plan.windows.iter().map(|w| w.chans.len()).sum::<usize>(),
-            "windows": plan.windows.len(),
-            "samples": samples,
-            "flagged_samples": flagged,
-            "flagged_fraction": if samples > 0 { flagged as f64 / samples as f64 } else { 0.0 },
-            "seconds": seconds,
-            "aperture_version": env!("CARGO_PKG_VERSION"),
-        })
+        import_manifest(&self.meta, &self.plan, flagged, seconds)
     }
+}
+
+/// The import manifest stored as the dataset's `extra.imported_from`, by the import
+/// stage and by `aperture import ms` alike: MS path, selection, row and sample counts,
+/// flagged fraction.
+pub fn import_manifest(meta: &MsMeta, plan: &MsPlan, flagged: u64, seconds: f64) -> Value {
+    let samples = plan.n_samples() as u64;
+    let spws: Vec<Value> = plan
+        .spws
+        .iter()
+        .map(|s| {
+            let spw = meta.spectral_windows.get(s.spw_id);
+            json!({
+                "id": s.spw_id,
+                "name": spw.map(|w| w.name.clone()),
+                "data_description_id": s.ddid,
+                "channels": [s.chans.start, s.chans.end],
+                "nchan": s.nchan,
+                "frequency_frame": spw.map(|w| w.frame()),
+                "polarization_id": s.pol_id,
+                "correlations": meta.polarizations.get(s.pol_id).map(|p| p.describe()),
+                "basis": s.basis.name(),
+            })
+        })
+        .collect();
+    let path = std::path::absolute(&meta.path).unwrap_or_else(|_| meta.path.clone());
+    let t = plan.time_bounds;
+    let bound = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
+    json!({
+        "measurement_set": path.display().to_string(),
+        "column": plan.column.column(),
+        "selection": {
+            "field": plan.field,
+            "field_name": plan.field_name,
+            "phase_centre_frame": meta.fields.get(plan.field).map(|f| f.frame.clone()),
+            "spectral_windows": spws,
+            "time_range_mjd_s": [bound(t.0), bound(t.1)],
+        },
+        "stokes_i": "(P+Q)/2 of the parallel hands (XX,YY or RR,LL), weight 4/(1/wP + 1/wQ); \
+                     one usable hand (unflagged, weight > 0): that hand and its weight",
+        "weights": plan.weight_source,
+        "uvw": "as stored: antenna 2 minus antenna 1",
+        "rows": plan.rows,
+        "grid": {
+            "times": plan.layout.ntime(),
+            "baselines": plan.layout.nbaseline(),
+            "empty_cells": plan.layout.empty_cells(),
+        },
+        "channels": plan.windows.iter().map(|w| w.chans.len()).sum::<usize>(),
+        "windows": plan.windows.len(),
+        "samples": samples,
+        "flagged_samples": flagged,
+        "flagged_fraction": if samples > 0 { flagged as f64 / samples as f64 } else { 0.0 },
+        "seconds": seconds,
+        "aperture_version": env!("CARGO_PKG_VERSION"),
+    })
 }
