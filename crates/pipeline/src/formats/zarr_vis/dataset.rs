@@ -8,6 +8,7 @@ use std::sync::Arc;
 use aperture_imaging::ImagingError;
 use aperture_imaging::coords::UvwMetres;
 use aperture_imaging::vis::VisBlock;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use ndarray::{Array2, ArrayView3};
 use num_complex::{Complex32, Complex64};
@@ -15,7 +16,9 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Map, Value, json};
-use zarrs::array::{Array, ArrayCreateError, CodecOptions, DataType, Element, ElementOwned};
+use zarrs::array::{
+    Array, ArrayCreateError, ArrayToBytesCodecTraits, CodecOptions, DataType, Element, ElementOwned,
+};
 use zarrs::config::MetadataRetrieveVersion;
 use zarrs::group::{Group, GroupCreateError};
 use zarrs::storage::AsyncReadableWritableListableStorageTraits;
@@ -91,6 +94,35 @@ const GROUP_KEY: &str = "zarr.json";
 /// a missing chunk always means a missing or damaged window.
 fn write_options() -> CodecOptions {
     CodecOptions::default().with_store_empty_chunks(true)
+}
+
+/// Chunk `idx` of `a` holding `data` (its elements in C order), encoded as
+/// `Array::async_store_chunk_opt` encodes it with [`write_options`], so the stored bytes
+/// are the same. The encoding (element bytes, zstd, crc32c) is the CPU-heavy part of a
+/// write, so it runs on tokio's blocking pool when there is a runtime: the chunks a
+/// window has in flight then encode on every core rather than one after another on the
+/// task's thread.
+async fn encode_chunk<T: Element + Send + Sync + 'static>(
+    a: &ZArray,
+    idx: &[u64],
+    data: Vec<T>,
+) -> Result<Bytes, String> {
+    let shape = a.chunk_shape(idx).map_err(|e| e.to_string())?;
+    let (codecs, dtype, fill) = (a.codecs(), a.data_type().clone(), a.fill_value().clone());
+    let encode = move || -> Result<Bytes, String> {
+        let bytes = T::into_array_bytes(&dtype, data).map_err(|e| e.to_string())?;
+        let encoded = codecs
+            .encode(bytes, &shape, &dtype, &fill, &write_options())
+            .map_err(|e| e.to_string())?;
+        Ok(Bytes::from(encoded.into_owned()))
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => rt
+            .spawn_blocking(encode)
+            .await
+            .map_err(|e| format!("the encoding task failed: {e}"))?,
+        Err(_) => encode(),
+    }
 }
 
 /// Whether a dataset (its group metadata) exists at `prefix`.
@@ -771,6 +803,7 @@ impl VisDataset {
         )
     }
 
+    /// Encodes `data` as chunk `idx` of `a` (see [`encode_chunk`]) and stores it.
     async fn store<T: Element + Send + Sync + 'static>(
         &self,
         a: &ZArray,
@@ -778,15 +811,19 @@ impl VisDataset {
         w: Option<usize>,
         data: Vec<T>,
     ) -> Result<(), FormatError> {
-        a.async_store_chunk_opt(idx, data, &write_options())
+        let err = |e: String| FormatError::Zarr {
+            key: self.key(a.chunk_key(idx).as_str()),
+            message: match w {
+                Some(w) => format!("window {w}: cannot write: {e}"),
+                None => format!("cannot write: {e}"),
+            },
+        };
+        let bytes = encode_chunk(a, idx, data).await.map_err(err)?;
+        // SAFETY: `bytes` is chunk `idx` encoded by `a`'s own codecs with the write
+        // options, exactly what `async_store_chunk_opt` would store (the only contract).
+        unsafe { a.async_store_encoded_chunk(idx, bytes) }
             .await
-            .map_err(|e| FormatError::Zarr {
-                key: self.key(a.chunk_key(idx).as_str()),
-                message: match w {
-                    Some(w) => format!("window {w}: cannot write: {e}"),
-                    None => format!("cannot write: {e}"),
-                },
-            })
+            .map_err(|e| err(e.to_string()))
     }
 
     async fn write_uvw_chunk(
