@@ -210,3 +210,17 @@ impl Plan {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TaskKind;
+
+    /// `name()` is written by hand; it must stay the kind's serialised form, which plans
+    /// and manifests store.
+    #[test]
+    fn task_kind_names_are_their_serialised_forms() {
+        for k in TaskKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name(), "{k:?}");
+        }
+    }
+}

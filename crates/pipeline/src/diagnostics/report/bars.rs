@@ -7,24 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use aperture_telemetry::{STATUS_ERROR, SpanRecord};
 
 use super::spans::phases_by_task;
-use crate::plan::{Plan, TaskKind};
+use crate::plan::Plan;
 use crate::tasks::TaskManifest;
-
-/// The name a stage kind has in plans and manifests.
-pub fn kind_name(k: TaskKind) -> &'static str {
-    match k {
-        TaskKind::Simulate => "simulate",
-        TaskKind::Import => "import",
-        TaskKind::ImportCommit => "import-commit",
-        TaskKind::Weights => "weights",
-        TaskKind::Invert => "invert",
-        TaskKind::Residual => "residual",
-        TaskKind::Reduce => "reduce",
-        TaskKind::Deconvolve => "deconvolve",
-        TaskKind::Restore => "restore",
-        TaskKind::Predict => "predict",
-    }
-}
 
 /// One task attempt on the time line.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,7 +97,7 @@ pub fn task_bars(plan: &Plan, manifests: &[TaskManifest], spans: &[SpanRecord]) 
         bars.push(TaskBar {
             stage: m.stage.clone(),
             index: m.index,
-            kind: kind_name(m.kind),
+            kind: m.kind.name(),
             cycle: m.cycle,
             attempt: Some(m.attempt),
             start_unix: if m.started_unix.is_finite() {
@@ -154,7 +138,7 @@ pub fn task_bars(plan: &Plan, manifests: &[TaskManifest], spans: &[SpanRecord]) 
         }
         let planned = plan.stage(&stage);
         bars.push(TaskBar {
-            kind: planned.map_or("unknown", |p| kind_name(p.kind)),
+            kind: planned.map_or("unknown", |p| p.kind.name()),
             cycle: attr_u64(s, "cycle")
                 .map(|c| u32::try_from(c).unwrap_or(u32::MAX))
                 .or(planned.map(|p| p.cycle))

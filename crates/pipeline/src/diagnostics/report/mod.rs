@@ -15,7 +15,7 @@ mod spans;
 mod stats;
 mod units;
 
-pub use bars::{TaskBar, kind_name};
+pub use bars::TaskBar;
 pub use critical::{CriticalPath, Node, critical_path};
 pub use lanes::{Placed, Rows, assign_lanes, assign_rows};
 pub use model::Report;

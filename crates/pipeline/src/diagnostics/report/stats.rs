@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::bars::{TaskBar, kind_name};
+use super::bars::TaskBar;
 use crate::plan::Plan;
 
 /// A stage whose median task is shorter than this is flagged: per-task overhead
@@ -136,7 +136,7 @@ pub fn stage_stats(plan: &Plan, bars: &[TaskBar]) -> Vec<StageStats> {
         .map(|s| {
             stats_of(
                 &s.name,
-                kind_name(s.kind),
+                s.kind.name(),
                 s.cycle,
                 s.deps.clone(),
                 s.tasks,
