@@ -13,13 +13,10 @@ use aperture_ms::{
     ChannelRange, DataColumn, MeasurementSet, MsError, MsMeta, Plan, Selection, SpwList, TimeRange,
 };
 use aperture_pipeline::formats::bundle::VisDtype;
-use aperture_pipeline::formats::zarr_vis::{
-    RowGrid, StreamingWriter, VisDatasetMeta, WindowMeta, delete_dataset,
-};
-use aperture_pipeline::plan::ms::import_manifest;
+use aperture_pipeline::formats::zarr_vis::{StreamingWriter, delete_dataset};
+use aperture_pipeline::plan::ms::{dataset_meta, import_manifest, uvw_tb3};
 use aperture_pipeline::storage::Store;
 use clap::{Args, ValueEnum};
-use ndarray::Array3;
 use tokio::sync::mpsc;
 
 use super::{check_local_output, check_target, dtype_name, local_dir, located, stored_size};
@@ -203,40 +200,6 @@ fn spawn_reader(
     (rx, handle)
 }
 
-/// The dataset metadata for `plan`: grid, windows, phase centre, telescope, array.
-fn dataset_meta(args: &ImportMsArgs, meta: &MsMeta, plan: &Plan) -> Result<VisDatasetMeta> {
-    let l = &plan.layout;
-    let (ncell, nbl) = (l.ncell(), l.nbaseline());
-    let grid = RowGrid::from_rows(
-        &(0..ncell).map(|c| l.time_s[c / nbl]).collect::<Vec<_>>(),
-        &(0..ncell).map(|c| l.ant1[c % nbl]).collect::<Vec<_>>(),
-        &(0..ncell).map(|c| l.ant2[c % nbl]).collect::<Vec<_>>(),
-    )?;
-    let cpw = plan.windows[0].chans.len();
-    let windows = WindowMeta::split(&plan.freq_c(), cpw)?;
-    let mut m = VisDatasetMeta::new(&grid, windows, plan.phase_centre)?;
-    m.vis_dtype = args.precision.vis_dtype();
-    m.time_chunk = match args.time_chunk {
-        Some(t) => t.min(m.ntime),
-        None => m.default_time_chunk(cpw),
-    };
-    m.telescope = meta.telescope.clone();
-    m.station_diameter_m = meta.common_dish_diameter();
-    m.array = Some(meta.antenna_config());
-    m.validate()?;
-    Ok(m)
-}
-
-/// UVW of the grid as [time, baseline, 3].
-fn uvw_tb3(plan: &Plan) -> Result<Array3<f64>> {
-    let l = &plan.layout;
-    Array3::from_shape_vec(
-        (l.ntime(), l.nbaseline(), 3),
-        plan.uvw_r.iter().flat_map(|p| [p.u, p.v, p.w]).collect(),
-    )
-    .map_err(|e| anyhow!("uvw: {e}"))
-}
-
 /// A line of progress every tenth of the windows (or each group on a terminal).
 struct GroupProgress {
     enabled: bool,
@@ -320,7 +283,7 @@ async fn import(args: &ImportMsArgs, ctx: &Context, store: &Store) -> Result<()>
                 meta.fields[0].name
             ));
         }
-        let dmeta = dataset_meta(args, &meta, &plan)?;
+        let dmeta = dataset_meta(&meta, &plan, args.precision.vis_dtype(), args.time_chunk)?;
         if exists || leftover.is_some() {
             let stage = ctx
                 .progress
@@ -330,7 +293,7 @@ async fn import(args: &ImportMsArgs, ctx: &Context, store: &Store) -> Result<()>
                 .map_err(|e| located(store, e))?;
             stage.done();
         }
-        let writer = StreamingWriter::begin(os.clone(), &prefix, dmeta, uvw_tb3(&plan)?.view())
+        let writer = StreamingWriter::begin(os.clone(), &prefix, dmeta, uvw_tb3(&plan).view())
             .await
             .map_err(|e| located(store, e))?;
         let written = async {

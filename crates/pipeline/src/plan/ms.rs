@@ -104,41 +104,18 @@ impl MsSource {
         }
     }
 
-    /// The dataset's metadata: the grid, windows, phase centre, telescope and array;
-    /// complex64 visibilities (as `DATA` is stored) in chunks of the default time length,
-    /// like `aperture import ms` with its defaults; `UVW` written at creation.
+    /// The dataset's metadata as the import stage writes it: complex64 visibilities (as
+    /// `DATA` is stored) in chunks of the default time length, like `aperture import ms`
+    /// with its defaults, `UVW` written at creation; see [`dataset_meta`].
     pub fn dataset_meta(&self) -> Result<VisDatasetMeta, FormatError> {
-        let l = &self.plan.layout;
-        let (ncell, nbl) = (l.ncell(), l.nbaseline());
-        let grid = RowGrid::from_rows(
-            &(0..ncell).map(|c| l.time_s[c / nbl]).collect::<Vec<_>>(),
-            &(0..ncell).map(|c| l.ant1[c % nbl]).collect::<Vec<_>>(),
-            &(0..ncell).map(|c| l.ant2[c % nbl]).collect::<Vec<_>>(),
-        )?;
-        let cpw = self.channels_per_window();
-        let windows = WindowMeta::split(&self.plan.freq_c(), cpw)?;
-        let mut m = VisDatasetMeta::new(&grid, windows, self.plan.phase_centre)?;
-        m.vis_dtype = VisDtype::Complex64;
-        m.time_chunk = m.default_time_chunk(cpw);
-        m.telescope = self.meta.telescope.clone();
-        m.station_diameter_m = self.meta.common_dish_diameter();
-        m.array = Some(self.meta.antenna_config());
+        let mut m = dataset_meta(&self.meta, &self.plan, VisDtype::Complex64, None)?;
         m.uvw_at_create = true;
-        m.validate()?;
         Ok(m)
     }
 
-    /// UVW of the grid as [time, baseline, 3], metres.
+    /// UVW of the grid; see [`uvw_tb3`].
     pub fn uvw_tb3(&self) -> Array3<f64> {
-        let l = &self.plan.layout;
-        let mut a = Array3::<f64>::zeros((l.ntime(), l.nbaseline(), 3));
-        for (c, p) in self.plan.uvw_r.iter().enumerate() {
-            let (t, b) = (c / l.nbaseline(), c % l.nbaseline());
-            a[[t, b, 0]] = p.u;
-            a[[t, b, 1]] = p.v;
-            a[[t, b, 2]] = p.w;
-        }
-        a
+        uvw_tb3(&self.plan)
     }
 
     /// The groups of windows `windows` (a shard) is read in: consecutive windows of one
@@ -191,6 +168,51 @@ impl MsSource {
     pub fn manifest(&self, flagged: u64, seconds: f64) -> Value {
         import_manifest(&self.meta, &self.plan, flagged, seconds)
     }
+}
+
+/// The metadata of the dataset imported from `plan` of `meta` (by the import stage and
+/// `aperture import ms` alike): the grid, windows, phase centre, telescope and array;
+/// visibilities stored as `vis_dtype`, in chunks of `time_chunk` times (at most all;
+/// default [`VisDatasetMeta::default_time_chunk`]).
+pub fn dataset_meta(
+    meta: &MsMeta,
+    plan: &MsPlan,
+    vis_dtype: VisDtype,
+    time_chunk: Option<usize>,
+) -> Result<VisDatasetMeta, FormatError> {
+    let l = &plan.layout;
+    let (ncell, nbl) = (l.ncell(), l.nbaseline());
+    let grid = RowGrid::from_rows(
+        &(0..ncell).map(|c| l.time_s[c / nbl]).collect::<Vec<_>>(),
+        &(0..ncell).map(|c| l.ant1[c % nbl]).collect::<Vec<_>>(),
+        &(0..ncell).map(|c| l.ant2[c % nbl]).collect::<Vec<_>>(),
+    )?;
+    let cpw = plan.windows.first().map_or(0, |w| w.chans.len());
+    let windows = WindowMeta::split(&plan.freq_c(), cpw)?;
+    let mut m = VisDatasetMeta::new(&grid, windows, plan.phase_centre)?;
+    m.vis_dtype = vis_dtype;
+    m.time_chunk = match time_chunk {
+        Some(t) => t.min(m.ntime),
+        None => m.default_time_chunk(cpw),
+    };
+    m.telescope = meta.telescope.clone();
+    m.station_diameter_m = meta.common_dish_diameter();
+    m.array = Some(meta.antenna_config());
+    m.validate()?;
+    Ok(m)
+}
+
+/// UVW of `plan`'s grid as [time, baseline, 3], metres.
+pub fn uvw_tb3(plan: &MsPlan) -> Array3<f64> {
+    let l = &plan.layout;
+    let mut a = Array3::<f64>::zeros((l.ntime(), l.nbaseline(), 3));
+    for (c, p) in plan.uvw_r.iter().enumerate() {
+        let (t, b) = (c / l.nbaseline(), c % l.nbaseline());
+        a[[t, b, 0]] = p.u;
+        a[[t, b, 1]] = p.v;
+        a[[t, b, 2]] = p.w;
+    }
+    a
 }
 
 /// The import manifest stored as the dataset's `extra.imported_from`, by the import

@@ -133,3 +133,20 @@ impl TaskEnv {
 pub fn kernel(what: &str, e: impl std::fmt::Display) -> TaskError {
     TaskError::Permanent(format!("{what}: {e}"))
 }
+
+/// Reads window `w` of `ds` inside a `read` span, counting its time and bytes in `m`
+/// (the byte estimate: complex64 visibility, f32 weight and flag per sample).
+pub async fn read_window(
+    ds: &VisDataset,
+    w: u32,
+    m: &mut TaskManifest,
+) -> Result<aperture_imaging::vis::VisBlock, TaskError> {
+    let t = Instant::now();
+    let block = ds
+        .read_window(w as usize)
+        .instrument(tracing::info_span!("read", window = i64::from(w)))
+        .await?;
+    m.read_seconds += t.elapsed().as_secs_f64();
+    m.bytes_in += (block.n_vis() * 13) as u64;
+    Ok(block)
+}

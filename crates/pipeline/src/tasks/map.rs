@@ -17,8 +17,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use tracing::Instrument;
-
 use aperture_imaging::calib::{
     ApplyMode, GainTable, NormalEquations, SolutionType, SolveSpec, WeightUpdate, apply_gains,
     solve,
@@ -33,7 +31,7 @@ use aperture_imaging::weighting::{
 use ndarray::{Array2, s};
 use num_complex::Complex64;
 
-use super::common::kernel;
+use super::common::{kernel, read_window};
 use super::weights::global_density;
 use super::{Moments, Partial, StoredGains, TaskEnv, TaskError, TaskManifest};
 use crate::plan::{Plan, Stage, TaskKind};
@@ -442,13 +440,7 @@ pub async fn run(
     let mut batch_bytes = 0u64;
     let mut batches = 0u64;
     for w in windows {
-        let t = Instant::now();
-        let block = ds
-            .read_window(w as usize)
-            .instrument(tracing::info_span!("read", window = i64::from(w)))
-            .await?;
-        m.read_seconds += t.elapsed().as_secs_f64();
-        m.bytes_in += (block.n_vis() * 13) as u64;
+        let block = read_window(&ds, w, m).await?;
         let t = Instant::now();
         let wgt_rc = weigh(&block, density.as_ref(), &geom, &wspec, w)?;
         if Some(w) == last_w {

@@ -4,9 +4,8 @@
 use std::time::Instant;
 
 use aperture_imaging::weighting::{UvDensity, UvGrid};
-use tracing::Instrument;
 
-use super::common::kernel;
+use super::common::{kernel, read_window};
 use super::{Partial, TaskEnv, TaskError, TaskManifest};
 use crate::plan::{Plan, Stage};
 
@@ -23,14 +22,7 @@ pub async fn run(
     let mut density = UvDensity::zeros(grid);
     let ds = env.dataset().await?;
     for w in env.plan.shards[index as usize].window_range() {
-        let t = Instant::now();
-        let block = ds
-            .read_window(w as usize)
-            .instrument(tracing::info_span!("read", window = i64::from(w)))
-            .await?;
-        m.read_seconds += t.elapsed().as_secs_f64();
-        // The same estimate as the map tasks: complex64 visibility, f32 weight, flag.
-        m.bytes_in += (block.n_vis() * 13) as u64;
+        let block = read_window(&ds, w, m).await?;
         let t = Instant::now();
         density
             .accumulate(&block)
