@@ -6,6 +6,8 @@
 #   - Dask distributed: LocalCluster, 2 worker processes on 127.0.0.1, ducc0 kernels;
 #   - the same Python tasks in one process (--single);
 #   - `aperture run` with --parallel 1 and --parallel 2 (worker processes, file store);
+#   - the ICAL once more with the shards aperture's planner picks (windowsPerShard left
+#     out), compared with Dask as the seed runs it (one window per task);
 #   - the ICAL once more on both sides with 4 windows per map task ("batched"): aperture
 #     with windowsPerShard 4 (its map tasks grid a shard's windows in one gridder call,
 #     crates/pipeline/src/tasks/map.rs), the Python side with --channels-per-window 4
@@ -58,6 +60,9 @@ open(f"{work}/invert.yaml", "w").write(inv)
 bat = re.sub(r"windowsPerShard: *1\b", "windowsPerShard: 4", s)
 assert bat != s, "examples/bench-ical-dask.yaml has no windowsPerShard: 1"
 open(f"{work}/ical4.yaml", "w").write(bat.replace("name: bench-ical-dask", "name: bench-ical4-dask"))
+auto = re.sub(r"(?m)^    windowsPerShard: *1\n", "", s)
+assert auto != s, "examples/bench-ical-dask.yaml has no windowsPerShard: 1 line"
+open(f"{work}/icalauto.yaml", "w").write(auto.replace("name: bench-ical-dask", "name: bench-icalauto-dask"))
 PY
 "$APERTURE" -q run "$WORK/ical.yaml" --plan-only --output "$WORK/plan" --force >/dev/null \
   || die "aperture run --plan-only failed"
@@ -129,6 +134,10 @@ run_dask ical dask ical4 --channels-per-window 4
 run_dask ical single ical4 --channels-per-window 4
 run_aperture ical4 "$WORK/ical4.yaml" 1
 run_aperture ical4 "$WORK/ical4.yaml" 2
+# The same ICAL with the shards aperture's planner chooses (windowsPerShard left out),
+# against Dask as the seed runs it (one window per task).
+run_aperture icalauto "$WORK/icalauto.yaml" 1
+run_aperture icalauto "$WORK/icalauto.yaml" 2
 # The example exactly as written (its own simulate stage adds 8 tasks).
 run_aperture example examples/bench-ical-dask.yaml 2
 
@@ -150,10 +159,13 @@ print()
 print("| workflow | runner | workers | wall s | Σ task s | tasks | overhead s (wall − Σtask/workers) "
       "| overhead % | 2nd-worker speed-up | Dask wall / this wall | command s |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
-label = {"invert": "invert", "ical": "ical", "ical4": "ical, 4 windows per map task"}
+label = {"invert": "invert", "ical": "ical", "ical4": "ical, 4 windows per map task",
+         "icalauto": "ical, aperture's planner shards (vs Dask's 1 window per task)"}
+# The Dask run each aperture variant is compared with.
+dask_of = {"invert": "invert", "ical": "ical", "ical4": "ical4", "icalauto": "ical"}
 fails = 0
-for wf in ["invert", "ical", "ical4"]:
-    d2, d1 = best(f"dask-{wf}-dask"), best(f"dask-{wf}-single")
+for wf in ["invert", "ical", "ical4", "icalauto"]:
+    d2, d1 = best(f"dask-{dask_of[wf]}-dask"), best(f"dask-{dask_of[wf]}-single")
     a1, a2 = best(f"ap-{wf}-p1"), best(f"ap-{wf}-p2")
     rows = [
         ("Dask distributed (ducc0)", d2, d1, "dask"),
@@ -161,6 +173,8 @@ for wf in ["invert", "ical", "ical4"]:
         ("aperture run", a1, None, f"ap-{wf}-p1"),
         ("aperture run", a2, a1, f"ap-{wf}-p2"),
     ]
+    if wf != dask_of[wf]:
+        rows = rows[2:]
     for name, r, base, tag in rows:
         if r is None:
             fails += 1

@@ -8,7 +8,8 @@ use std::path::Path;
 use aperture_imaging::coords::RaDec;
 use aperture_pipeline::FormatError;
 use aperture_pipeline::formats::fits::{
-    Bitpix, Card, CardValue, FitsWriteOptions, RestoringBeam, read_fits_image, write_fits_image,
+    Bitpix, Card, CardValue, FitsWriteOptions, RestoringBeam, encode_fits_image, read_fits_image,
+    write_fits_image,
 };
 
 fn opts(bitpix: Bitpix) -> FitsWriteOptions {
@@ -91,6 +92,25 @@ fn read_err(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let e = read_fits_image(&p).unwrap_err().to_string();
     assert!(e.contains(name), "error does not name the file: {e}");
     e
+}
+
+/// The in-memory encoder (products bound for an object store) gives the file's bytes,
+/// and refuses what the writer refuses.
+#[test]
+fn encoding_in_memory_gives_the_written_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::image(common::geometry(15.0, -30.5));
+    for bitpix in [Bitpix::F32, Bitpix::F64] {
+        let path = dir.path().join("img.fits");
+        write_fits_image(&path, &img, &opts(bitpix)).unwrap();
+        let bytes = encode_fits_image(&img, &opts(bitpix)).unwrap();
+        assert_eq!(bytes, fs::read(&path).unwrap(), "{bitpix:?}");
+        assert_eq!(bytes.len() % 2880, 0);
+    }
+    let mut bad = img.clone();
+    bad.data_yx[[3, 4]] = f64::NAN;
+    let err = encode_fits_image(&bad, &opts(Bitpix::F64)).unwrap_err();
+    assert!(err.to_string().contains("x=4, y=3"), "{err}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 use aperture_imaging::image::Image;
-use aperture_pipeline::formats::png::{quicklook_path, write_png_quicklook};
+use aperture_pipeline::formats::png::{encode_png_quicklook, quicklook_path, write_png_quicklook};
 
 /// Decodes an RGB PNG into (width, height, rows of pixels).
 fn decode(path: &Path) -> (u32, u32, Vec<Vec<[u8; 3]>>) {
@@ -62,6 +62,17 @@ fn constant_and_noisy_images_render() {
     let (_, _, rows) = decode(&path);
     // The ramp rises with x: left dimmer than right.
     assert!(luma(rows[10][2]) < luma(rows[10][60]));
+}
+
+/// The in-memory encoder gives the bytes the file writer writes.
+#[test]
+fn encoding_in_memory_gives_the_written_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ramp.png");
+    let img = common::image(common::geometry(10.0, -20.0));
+    write_png_quicklook(&path, &img).unwrap();
+    let bytes = encode_png_quicklook(&img, "products/ramp.png").unwrap();
+    assert_eq!(bytes, std::fs::read(&path).unwrap());
 }
 
 #[test]

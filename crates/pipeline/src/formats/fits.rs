@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use card::{Card, CardValue};
 pub use header::FitsHeader;
 pub use read::read_fits_image;
-pub use write::write_fits_image;
+pub use write::{encode_fits_image, write_fits_image};
 
 /// FITS logical record (block) length in bytes (FITS 4.0 §3.1).
 pub const BLOCK_LEN: usize = 2880;

@@ -60,6 +60,33 @@ impl Plan {
         }
     }
 
+    /// What makes the root of `tree`, summed by the task that reads it: the root itself
+    /// when the plan has a stage for it (or the tree is one partial), else the at most
+    /// fan-in inputs of the root node. The planner leaves the root's stage out of the
+    /// trees that one task reads (each major cycle's), so that task sums the last level
+    /// itself instead of waiting for one more process.
+    pub fn root_inputs(&self, tree: &str) -> Vec<String> {
+        let levels = tree::tree_levels(
+            self.shards.len() as u32,
+            self.spec.parallelism.reduction_fan_in,
+        );
+        let top = levels.len() as u32;
+        let staged = self.stages.iter().any(|s| {
+            s.reduce
+                .as_ref()
+                .is_some_and(|r| r.tree == tree && r.level == top)
+        });
+        if top == 0 || staged {
+            return vec![self.root_key(tree)];
+        }
+        let below = if top == 1 {
+            self.shards.len() as u32
+        } else {
+            levels[top as usize - 2]
+        };
+        self.reduce_inputs(tree, top, below, 0)
+    }
+
     /// Model written by the deconvolve stage of `cycle`.
     pub fn model_key(cycle: u32) -> String {
         format!("cycles/{cycle:03}/model.bin")

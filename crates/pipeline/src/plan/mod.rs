@@ -12,7 +12,9 @@ pub mod ms;
 mod shards;
 mod tree;
 
-pub use build::{IMPORT_COMMIT_STAGE, IMPORT_STAGE, PlanOptions, make_plan, spec_digest};
+pub use build::{
+    IMPORT_COMMIT_STAGE, IMPORT_STAGE, PlanOptions, WEIGHTS_TREE, make_plan, spec_digest,
+};
 pub use cost::{CostEstimate, estimate_window};
 pub use facts::InputFacts;
 pub use shards::{Shard, balance_shards};

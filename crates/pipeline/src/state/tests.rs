@@ -7,7 +7,7 @@ use aperture_imaging::coords::RaDec;
 use proptest::prelude::*;
 
 use super::*;
-use crate::plan::{InputFacts, PlanOptions, make_plan};
+use crate::plan::{InputFacts, PlanOptions, WEIGHTS_TREE, make_plan};
 use crate::spec::{ImagingJobSpec, InputSpec, PipelineKind, SimulateSpec, WeightingKind};
 
 fn facts(nwindows: u32) -> InputFacts {
@@ -240,4 +240,65 @@ fn plan_of_5500_windows_and_10_cycles_is_small() {
     // O(stages + shards): well under a MiB, far from etcd's 1.5 MiB.
     assert!(json.len() < 512 * 1024, "{} bytes", json.len());
     assert!(p.stages.len() < 200, "{} stages", p.stages.len());
+}
+
+/// Every reduce stage of the plan's `tree`, as (level, tasks, inputs).
+fn tree_stages(p: &Plan, tree: &str) -> Vec<(u32, u32, u32)> {
+    p.stages
+        .iter()
+        .filter_map(|s| {
+            s.reduce
+                .as_ref()
+                .filter(|r| r.tree == tree)
+                .map(|r| (r.level, s.tasks, r.inputs))
+        })
+        .collect()
+}
+
+#[test]
+fn cycle_trees_leave_their_root_to_the_reader_and_the_weights_tree_keeps_it() {
+    // 1 window per shard, fan-in 2: 5 shards make levels of 3, 2 and 1 nodes.
+    let spec = plan(PipelineKind::Ical, 5, 2, 2, 5, false).spec;
+    let opts = PlanOptions {
+        job: "t".into(),
+        output: "memory://t".into(),
+        visibilities: "memory://t/vis.zarr".into(),
+    };
+    let replan = |spec: &ImagingJobSpec, per_shard: u32| {
+        let mut spec = spec.clone();
+        spec.parallelism.windows_per_shard = Some(per_shard);
+        make_plan(&spec, &facts(5), &opts).expect("plan")
+    };
+    let p = replan(&spec, 1);
+    assert_eq!(p.shards.len(), 5);
+    for c in 0..=2 {
+        let tree = Plan::cycle_tree(c);
+        assert_eq!(tree_stages(&p, &tree), vec![(1, 3, 5), (2, 2, 3)], "{tree}");
+        assert_eq!(
+            p.root_inputs(&tree),
+            vec![Plan::reduce_key(&tree, 2, 0), Plan::reduce_key(&tree, 2, 1)],
+            "{tree}"
+        );
+    }
+    assert_eq!(
+        tree_stages(&p, WEIGHTS_TREE),
+        vec![(1, 3, 5), (2, 2, 3), (3, 1, 2)]
+    );
+    assert_eq!(p.root_inputs(WEIGHTS_TREE), vec![p.root_key(WEIGHTS_TREE)]);
+    // The deconvolve of cycle 1 waits for the last level there is.
+    let d = p.stage(&Plan::deconvolve_stage(1)).expect("deconvolve-001");
+    assert_eq!(d.deps, vec!["reduce-000-2".to_string()]);
+
+    // Two shards: no reduce stage at all; the reader sums both partials.
+    let p2 = replan(&spec, 3);
+    assert_eq!(p2.shards.len(), 2);
+    let tree = Plan::cycle_tree(1);
+    assert!(tree_stages(&p2, &tree).is_empty());
+    assert_eq!(
+        p2.root_inputs(&tree),
+        vec![Plan::partial_key(&tree, 0), Plan::partial_key(&tree, 1)]
+    );
+    // One shard: the partial is the root.
+    let p1 = replan(&spec, 5);
+    assert_eq!(p1.root_inputs(&tree), vec![Plan::partial_key(&tree, 0)]);
 }

@@ -15,6 +15,7 @@ use ndarray::Array2;
 
 use super::common::kernel;
 use super::map::{read_model, solve_spec};
+use super::reduce::read_root;
 use super::{Moments, Partial, StoredGains, TaskEnv, TaskError, TaskManifest};
 use crate::plan::{Plan, Stage};
 use crate::spec::{CleanAlgorithm, SolutionTerm, WindowKind};
@@ -78,20 +79,18 @@ pub async fn run(
 ) -> Result<(), TaskError> {
     let c = st.cycle;
     let nmom = env.nmoment();
-    let prev_key = env.plan.root_key(&Plan::cycle_tree(c - 1));
-    let prev = env.read_partial(&prev_key, m).await?;
-    let psf_key = env.plan.root_key(&Plan::cycle_tree(0));
+    let (prev, prev_what) = read_root(env, &Plan::cycle_tree(c - 1), m).await?;
     let cycle0;
-    let psf_part = if c == 1 {
-        &prev
+    let (psf_part, psf_what) = if c == 1 {
+        (&prev, &prev_what)
     } else {
-        cycle0 = env.read_partial(&psf_key, m).await?;
-        &cycle0
+        cycle0 = read_root(env, &Plan::cycle_tree(0), m).await?;
+        (&cycle0.0, &cycle0.1)
     };
     let dnames: Vec<String> = (0..nmom).map(Moments::dirty_name).collect();
     let pnames: Vec<String> = (0..2 * nmom - 1).map(Moments::psf_name).collect();
-    let dirty = normalised(env, &prev, &env.out.key_url(&prev_key), &dnames)?;
-    let psf = normalised(env, psf_part, &env.out.key_url(&psf_key), &pnames)?;
+    let dirty = normalised(env, &prev, &prev_what, &dnames)?;
+    let psf = normalised(env, psf_part, psf_what, &pnames)?;
     let t = Instant::now();
     // Global T solve from the normal equations summed by the tree.
     if let Some(neq) = &prev.neq {

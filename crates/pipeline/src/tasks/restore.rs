@@ -13,11 +13,13 @@ use bytes::Bytes;
 use super::common::kernel;
 use super::deconvolve::normalised;
 use super::map::read_model;
+use super::reduce::read_root;
 use super::{Moments, TaskEnv, TaskError, TaskManifest};
-use crate::formats::fits::{Card, FitsWriteOptions, RestoringBeam, write_fits_image};
-use crate::formats::png::write_png_quicklook;
+use crate::formats::fits::{Card, FitsWriteOptions, RestoringBeam, encode_fits_image};
+use crate::formats::png::encode_png_quicklook;
 use crate::plan::{Plan, Stage};
 use crate::spec::PipelineKind;
+use tracing::Instrument;
 
 /// A product's name with its encoded FITS and PNG bytes.
 type Encoded = (String, Vec<u8>, Vec<u8>);
@@ -30,8 +32,8 @@ struct Product {
     beam: Option<RestoringBeam>,
 }
 
-/// Encodes every product (FITS + PNG) in parallel, then uploads them; returns the FITS
-/// URLs by name.
+/// Encodes every product (FITS + PNG) in memory, in parallel, then uploads them
+/// concurrently; returns the FITS URLs by name.
 async fn put_products(
     env: &TaskEnv,
     products: Vec<Product>,
@@ -39,8 +41,6 @@ async fn put_products(
 ) -> Result<Vec<(String, String)>, TaskError> {
     use rayon::prelude::*;
     let t = Instant::now();
-    let dir = tempfile::tempdir()
-        .map_err(|e| TaskError::Retryable(format!("temporary directory: {e}")))?;
     let telescope = env
         .plan
         .spec
@@ -53,48 +53,47 @@ async fn put_products(
         env.plan.job,
         env.plan.spec.pipeline.name()
     );
-    let encoded: Vec<Result<Encoded, TaskError>> = products
-        .par_iter()
-        .map(|p| {
-            let fits = dir.path().join(format!("{}.fits", p.name));
-            let png = dir.path().join(format!("{}.png", p.name));
-            let opts = FitsWriteOptions {
-                bunit: p.bunit.into(),
-                object: Some(env.plan.job.clone()),
-                telescope: telescope.clone(),
-                beam: p.beam,
-                extra: vec![
-                    Card::new("EPSILON", env.plan.spec.image.epsilon, "gridding accuracy"),
-                    Card::history(&history),
-                ],
-                ..Default::default()
-            };
-            write_fits_image(&fits, &p.image, &opts)
-                .map_err(|e| kernel(&format!("products/{}.fits", p.name), e))?;
-            write_png_quicklook(&png, &p.image)
-                .map_err(|e| kernel(&format!("products/{}.png", p.name), e))?;
-            let read = |path: &std::path::Path| {
-                std::fs::read(path)
-                    .map_err(|e| TaskError::Retryable(format!("{}: {e}", path.display())))
-            };
-            Ok((p.name.clone(), read(&fits)?, read(&png)?))
-        })
-        .collect();
+    let encoded: Vec<Result<Encoded, TaskError>> = tracing::info_span!("encode").in_scope(|| {
+        products
+            .par_iter()
+            .map(|p| {
+                let opts = FitsWriteOptions {
+                    bunit: p.bunit.into(),
+                    object: Some(env.plan.job.clone()),
+                    telescope: telescope.clone(),
+                    beam: p.beam,
+                    extra: vec![
+                        Card::new("EPSILON", env.plan.spec.image.epsilon, "gridding accuracy"),
+                        Card::history(&history),
+                    ],
+                    ..Default::default()
+                };
+                let fits_key = format!("products/{}.fits", p.name);
+                let png_key = format!("products/{}.png", p.name);
+                let fits = encode_fits_image(&p.image, &opts).map_err(|e| kernel(&fits_key, e))?;
+                let png =
+                    encode_png_quicklook(&p.image, &png_key).map_err(|e| kernel(&png_key, e))?;
+                Ok((p.name.clone(), fits, png))
+            })
+            .collect()
+    });
+    let mut puts = Vec::new();
     let mut urls = Vec::new();
     for e in encoded {
         let (name, fits, png) = e?;
         m.bytes_out += (fits.len() + png.len()) as u64;
-        env.out
-            .put(&format!("products/{name}.fits"), Bytes::from(fits))
-            .await?;
-        env.out
-            .put(&format!("products/{name}.png"), Bytes::from(png))
-            .await?;
-        urls.push((
-            name.clone(),
-            env.out.key_url(&format!("products/{name}.fits")),
-        ));
+        let fits_key = format!("products/{name}.fits");
+        urls.push((name.clone(), env.out.key_url(&fits_key)));
+        puts.push((fits_key, Bytes::from(fits)));
+        puts.push((format!("products/{name}.png"), Bytes::from(png)));
     }
+    futures::future::try_join_all(puts.into_iter().map(|(key, bytes)| async move {
+        env.out
+            .put(&key, bytes)
+            .instrument(tracing::info_span!("write", key = %key))
+            .await
+    }))
+    .await?;
     m.write_seconds += t.elapsed().as_secs_f64();
     Ok(urls)
 }
@@ -128,9 +127,7 @@ pub async fn run(
     m: &mut TaskManifest,
 ) -> Result<(), TaskError> {
     let nmom = env.nmoment();
-    let root0 = env.plan.root_key(&Plan::cycle_tree(0));
-    let p0 = env.read_partial(&root0, m).await?;
-    let url0 = env.out.key_url(&root0);
+    let (p0, url0) = read_root(env, &Plan::cycle_tree(0), m).await?;
     let dirty = normalised(env, &p0, &url0, &[Moments::dirty_name(0)])?.remove(0);
     let psf = normalised(env, &p0, &url0, &[Moments::psf_name(0)])?.remove(0);
     let mut outputs = serde_json::Map::new();
@@ -162,10 +159,9 @@ pub async fn run(
     };
     let (model_cycle, residual_cycle) = final_cycles(env).await?;
     let model = read_model(env, model_cycle, m).await?;
-    let rkey = env.plan.root_key(&Plan::cycle_tree(residual_cycle));
-    let rp = env.read_partial(&rkey, m).await?;
+    let (rp, rwhat) = read_root(env, &Plan::cycle_tree(residual_cycle), m).await?;
     let names: Vec<String> = (0..nmom).map(Moments::dirty_name).collect();
-    let residual = normalised(env, &rp, &env.out.key_url(&rkey), &names)?;
+    let residual = normalised(env, &rp, &rwhat, &names)?;
     let geom = env.geometry()?;
     let mut model_images = Vec::new();
     for (t, data) in model.into_iter().enumerate() {

@@ -190,6 +190,42 @@ fn check_image(image: &Image, bitpix: Bitpix) -> Result<(), FormatError> {
     Ok(())
 }
 
+/// Writes the header and the big-endian pixels (bottom row first), padded to a block.
+fn write_hdu<W: Write>(
+    w: &mut W,
+    header: &[u8],
+    image: &Image,
+    bitpix: Bitpix,
+) -> std::io::Result<()> {
+    w.write_all(header)?;
+    let mut row = Vec::with_capacity(image.geom.npix_x * bitpix.bytes());
+    for line in image.data_yx.rows() {
+        row.clear();
+        for &v in line {
+            match bitpix {
+                Bitpix::F32 => row.extend_from_slice(&(v as f32).to_be_bytes()),
+                Bitpix::F64 => row.extend_from_slice(&v.to_be_bytes()),
+            }
+        }
+        w.write_all(&row)?;
+    }
+    let bytes = image.data_yx.len() * bitpix.bytes();
+    let pad = bytes.div_ceil(BLOCK_LEN) * BLOCK_LEN - bytes;
+    w.write_all(&vec![0_u8; pad])
+}
+
+/// The bytes of the FITS file [`write_fits_image`] writes, made in memory (for a
+/// product that goes to an object store, not a local file). Same checks, same errors.
+pub fn encode_fits_image(image: &Image, opts: &FitsWriteOptions) -> Result<Vec<u8>, FormatError> {
+    check_image(image, opts.bitpix)?;
+    let header = header_bytes(&header_cards(image, opts)?)?;
+    let data = image.data_yx.len() * opts.bitpix.bytes();
+    let mut out = Vec::with_capacity(header.len() + data.div_ceil(BLOCK_LEN) * BLOCK_LEN);
+    write_hdu(&mut out, &header, image, opts.bitpix)
+        .map_err(|e| FormatError::invalid("image", format!("encoding FITS: {e}")))?;
+    Ok(out)
+}
+
 /// Writes `image` to `path` as a FITS primary HDU (see the module docs), atomically:
 /// on error no file (and no temporary) is left behind. Non-finite pixels, values that
 /// overflow BITPIX −32, invalid geometry and caller cards that clash with the WCS or
@@ -208,22 +244,7 @@ pub fn write_fits_image(
     check_image(image, opts.bitpix)?;
     let header = header_bytes(&header_cards(image, opts)?)?;
     write_file_atomic(path, |w| {
-        let io = |e| FormatError::io("writing", path, e);
-        w.write_all(&header).map_err(io)?;
-        let mut row = Vec::with_capacity(image.geom.npix_x * opts.bitpix.bytes());
-        for line in image.data_yx.rows() {
-            row.clear();
-            for &v in line {
-                match opts.bitpix {
-                    Bitpix::F32 => row.extend_from_slice(&(v as f32).to_be_bytes()),
-                    Bitpix::F64 => row.extend_from_slice(&v.to_be_bytes()),
-                }
-            }
-            w.write_all(&row).map_err(io)?;
-        }
-        let bytes = image.data_yx.len() * opts.bitpix.bytes();
-        let pad = bytes.div_ceil(BLOCK_LEN) * BLOCK_LEN - bytes;
-        w.write_all(&vec![0_u8; pad]).map_err(io)
+        write_hdu(w, &header, image, opts.bitpix).map_err(|e| FormatError::io("writing", path, e))
     })
 }
 
