@@ -41,6 +41,7 @@ mod with_casacore {
     use aperture_imaging::sim::{PointSource, SkyModel, invert_image, predict_components};
     use aperture_imaging::vis::VisBlock;
     use aperture_pipeline::formats::bundle::read_bundle_full;
+    use aperture_pipeline::formats::ms_import::{import_identity, write_pending};
     use aperture_pipeline::formats::zarr_vis::open_dataset;
     use aperture_pipeline::storage::Store;
     use common::{assert_ok, listing, stdout};
@@ -445,12 +446,21 @@ mod with_casacore {
         assert!(!out.exists(), "a refused import wrote {}", out.display());
         assert!(!inside.exists());
 
-        // A dataset that exists is only replaced with --force.
+        // A dataset that exists is only replaced with --force (or --overwrite); the
+        // same import again finds nothing to do.
         assert_ok(&import(&[&linear, arg(&out)]));
         let before = listing(&out);
+        let again = import(&[&linear, arg(&out)]);
+        assert_ok(&again);
+        assert!(
+            stdout(&again).contains("nothing to do"),
+            "{}",
+            stdout(&again)
+        );
+        assert_eq!(listing(&out), before);
         assert_error(
-            &import(&[&linear, arg(&out)]),
-            &[arg(&out), "already exists", "--force"],
+            &import(&[&linear, arg(&out), "--channels-per-window", "2"]),
+            &[arg(&out), "already exists", "another", "--force"],
         );
         assert_ok(&import(&[
             &linear,
@@ -467,6 +477,115 @@ mod with_casacore {
             &["POLARIZATION/CORR_TYPE"],
         );
         assert_eq!(read_dataset(arg(&out)).0.len(), 4);
+    }
+
+    /// Every file under `dir` and its bytes, the group metadata without the import's
+    /// duration (`seconds`).
+    fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        listing(dir)
+            .into_iter()
+            .filter(|p| dir.join(p).is_file())
+            .map(|p| {
+                let bytes = std::fs::read(dir.join(&p)).unwrap();
+                if p == Path::new("zarr.json") {
+                    let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+                    v["attributes"]["aperture"]["extra"]["imported_from"]["seconds"] = 0.into();
+                    (p, serde_json::to_vec(&v).unwrap())
+                } else {
+                    (p, bytes)
+                }
+            })
+            .collect()
+    }
+
+    /// `done` as an import killed part-way: no group metadata, the record of the import
+    /// in progress, windows 1 and 2 not marked complete, a chunk of each missing.
+    fn interrupt(done: &Path, to: &Path) {
+        copy_dir(done, to);
+        let store = Store::from_url(arg(to)).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let ds = open_dataset(store.object_store(), store.prefix())
+                .await
+                .unwrap();
+            let id = import_identity(ds.meta());
+            write_pending(&store.object_store(), store.prefix(), &id)
+                .await
+                .unwrap();
+        });
+        for f in [
+            "zarr.json",
+            "window_complete/c/1",
+            "window_complete/c/2",
+            "VISIBILITY/c/1/0/1/0",
+            "FLAG/c/0/0/2/0",
+        ] {
+            std::fs::remove_file(to.join(f)).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_interrupted_import_resumes_to_the_same_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let linear = fixture("low-linear.ms");
+        let opts = ["--channels-per-window", "2", "--time-chunk", "1"];
+        let import = |out: &Path, extra: &[&str]| {
+            let mut args = vec!["import", "ms", &linear, arg(out)];
+            args.extend(opts);
+            args.extend(extra);
+            aperture(args)
+        };
+        let whole = tmp.path().join("whole.zarr");
+        assert_ok(&import(&whole, &[]));
+        let want = contents(&whole);
+        assert!(
+            want.iter()
+                .any(|(p, _)| p == Path::new("VISIBILITY/c/1/0/1/0"))
+        );
+        assert!(
+            !want
+                .iter()
+                .any(|(p, _)| p.ends_with("aperture_import.json"))
+        );
+
+        // Killed part-way: the re-run reads only what is missing and gives the same
+        // bytes, the record of the import in progress gone.
+        let cut = tmp.path().join("cut.zarr");
+        interrupt(&whole, &cut);
+        let out = import(&cut, &[]);
+        assert_ok(&out);
+        let err = stdout(&out);
+        // Windows 0 and 3 complete; window 1 (spectral window 0) misses time chunk 1
+        // and window 2 (spectral window 1) time chunk 0: one pass each, one chunk read.
+        assert!(
+            err.contains(
+                "2 windows and 6 window time chunks were already written; 2 time chunks \
+                 read in 2 passes"
+            ),
+            "{err}"
+        );
+        assert_eq!(contents(&cut), want);
+        assert_eq!(read_dataset(arg(&cut)).0.len(), 4);
+
+        // Remains of another selection are refused, and replaced with --overwrite.
+        let other = tmp.path().join("other.zarr");
+        interrupt(&whole, &other);
+        let e = {
+            let mut args = vec!["import", "ms", &linear, arg(&other)];
+            args.extend(["--channels-per-window", "4"]);
+            aperture(args)
+        };
+        assert_error(&e, &["interrupted import", "another", "--force"]);
+        let mut args = vec!["import", "ms", &linear, arg(&other), "--overwrite"];
+        args.extend(["--channels-per-window", "4"]);
+        assert_ok(&aperture(args));
+        assert_eq!(read_dataset(arg(&other)).0.len(), 2);
+
+        // Remains without the record (not an import of this aperture) are refused.
+        let odd = tmp.path().join("odd.zarr");
+        interrupt(&whole, &odd);
+        std::fs::remove_file(odd.join("aperture_import.json")).unwrap();
+        assert_error(&import(&odd, &[]), &["is not empty", "--force"]);
     }
 
     fn copy_dir(from: &Path, to: &Path) {

@@ -176,6 +176,35 @@ impl ImagingJobBuilder {
         };
         self
     }
+    /// Imports the MeasurementSet at `path` (default selection) instead of simulating.
+    pub fn measurement_set(mut self, path: &str) -> Self {
+        self.spec.input = InputSpec {
+            visibilities: None,
+            simulate: None,
+            measurement_set: Some(
+                serde_json::from_value(serde_json::json!({ "path": path }))
+                    .expect("a MeasurementSet spec"),
+            ),
+        };
+        self
+    }
+    /// Worker volume `name`: the PersistentVolumeClaim `claim`, mounted read-only at
+    /// `mount_path` in every worker pod.
+    pub fn pvc_mount(mut self, name: &str, claim: &str, mount_path: &str) -> Self {
+        self.spec.workers.volumes.push(
+            serde_json::from_value(serde_json::json!({
+                "name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": true},
+            }))
+            .expect("a Volume"),
+        );
+        self.spec.workers.volume_mounts.push(
+            serde_json::from_value(serde_json::json!({
+                "name": name, "mountPath": mount_path, "readOnly": true,
+            }))
+            .expect("a VolumeMount"),
+        );
+        self
+    }
     pub fn npixel(mut self, n: u32) -> Self {
         self.spec.image.npixel = AutoOr::Value(n);
         self
@@ -313,6 +342,18 @@ pub fn try_plan_for(job: &ImagingJob) -> Result<Plan, PlanError> {
 /// The plan of `job`; panics (a test bug) when it cannot be made.
 pub fn plan_for(job: &ImagingJob) -> Plan {
     try_plan_for(job).expect("the test job plans")
+}
+
+/// Facts of a small observation (the input of [`small_spec`]), standing in for what a
+/// survey of a MeasurementSet found.
+pub fn small_facts() -> InputFacts {
+    InputFacts::from_simulation(&SimulateSpec {
+        rmax: 200.0,
+        frequency_windows: 4,
+        ntimes: 3,
+        ..SimulateSpec::default()
+    })
+    .expect("facts of the small simulation")
 }
 
 /// Worker defaults of the tests: [`TEST_IMAGE`], otherwise [`WorkerDefaults::default`].

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 
 use aperture_pipeline::plan::{Plan, Stage};
-use aperture_pipeline::spec::{ImagingJob, WorkersSpec};
+use aperture_pipeline::spec::{
+    ImagingJob, ImagingJobSpec, SCRATCH_MOUNT, SCRATCH_VOLUME, WorkersSpec,
+};
 use aperture_pipeline::tasks::EXIT_PERMANENT;
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
@@ -23,7 +25,7 @@ use k8s_openapi::api::core::v1::{
     ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -53,7 +55,7 @@ pub const WORKER_UID: i64 = 65532;
 /// stderr line stays its `error: task …` line, which becomes the termination message.
 pub const WORKER_LOG_FILTER: &str = "info";
 /// Where the writable scratch `emptyDir` is mounted (the root filesystem is read-only).
-pub const SCRATCH_PATH: &str = "/tmp";
+pub const SCRATCH_PATH: &str = SCRATCH_MOUNT;
 
 /// Longest Job name [`job_name`] returns. For Indexed Jobs the job controller gives each
 /// pod the hostname `<job name>-<index>`, which must be a DNS-1123 label (≤ 63), and the
@@ -263,30 +265,7 @@ fn merge_by_resource_name(r: &mut ResourceRequirements, d: &ResourceRequirements
 /// uid. The same inputs always give the same Job (server-side apply is idempotent).
 pub fn stage_job(p: &StageJobParams) -> Result<Job, JobBuildError> {
     let owner = p.owner;
-    let owner_name = owner
-        .metadata
-        .name
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .ok_or(JobBuildError::MissingOwnerField {
-            field: "metadata.name",
-        })?;
-    let namespace = owner
-        .metadata
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .ok_or(JobBuildError::MissingOwnerField {
-            field: "metadata.namespace",
-        })?;
-    let uid = owner
-        .metadata
-        .uid
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .ok_or(JobBuildError::MissingOwnerField {
-            field: "metadata.uid",
-        })?;
+    let (owner_name, namespace, uid) = owner_identity(owner)?;
     let stage = p.stage;
     if p.plan.stage(&stage.name).is_none() {
         return Err(JobBuildError::StageNotInPlan {
@@ -324,37 +303,65 @@ pub fn stage_job(p: &StageJobParams) -> Result<Job, JobBuildError> {
         });
     }
     let spec = &p.plan.spec;
-    let labels = stage_labels(owner_name, stage);
-    let owner_ref = owner
-        .controller_owner_ref(&())
-        .map(
-            |r| k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                // The ImagingJob cannot be deleted (foreground) before its Jobs are:
-                // <https://kubernetes.io/docs/concepts/architecture/garbage-collection/#foreground-deletion>.
-                block_owner_deletion: Some(true),
-                ..r
-            },
-        )
-        .ok_or(JobBuildError::MissingOwnerField {
-            field: "metadata.uid",
-        })?;
     let max_parallel = spec.parallelism.max_parallel.max(1);
     let mut parallelism = stage.tasks.min(max_parallel).min(MAX_INDEXED_PARALLELISM);
     if stage.tasks > COMPLETIONS_SOFT_LIMIT {
         parallelism = parallelism.min(HIGH_COMPLETIONS_PARALLELISM);
     }
-    let backoff_per_index =
-        i32::try_from(spec.parallelism.max_attempts.saturating_sub(1)).unwrap_or(i32::MAX);
-    Ok(Job {
+    let pod = pod_spec(&PodParams {
+        spec,
+        args: vec![
+            "--plan".to_string(),
+            p.plan.output.clone(),
+            "--stage".to_string(),
+            stage.name.clone(),
+        ],
+        resources: worker_resources(&spec.workers, p.plan, p.defaults),
+        defaults: p.defaults,
+        traceparent: p.traceparent,
+        owner_name,
+    })?;
+    Ok(indexed_job(IndexedJob {
+        name,
+        namespace,
+        labels: stage_labels(owner_name, &stage.name, stage.cycle),
+        spec_digest: p.plan.spec_digest.clone(),
+        owner_ref: owner_reference(owner)?,
+        completions,
+        parallelism,
+        max_attempts: spec.parallelism.max_attempts,
+        ttl_seconds: p.defaults.ttl_seconds_after_finished,
+        pod,
+    }))
+}
+
+/// What differs between the operator's Indexed Jobs (the stages' and the survey's).
+struct IndexedJob<'a> {
+    name: String,
+    namespace: &'a str,
+    labels: BTreeMap<String, String>,
+    spec_digest: String,
+    owner_ref: OwnerReference,
+    completions: i32,
+    parallelism: u32,
+    max_attempts: u32,
+    ttl_seconds: i32,
+    pod: PodSpec,
+}
+
+/// An Indexed Job of `j.completions` pods running `j.pod`, owned by the ImagingJob.
+fn indexed_job(j: IndexedJob) -> Job {
+    let backoff_per_index = i32::try_from(j.max_attempts.saturating_sub(1)).unwrap_or(i32::MAX);
+    Job {
         metadata: ObjectMeta {
-            name: Some(name),
-            namespace: Some(namespace.to_string()),
-            labels: Some(labels.clone()),
+            name: Some(j.name),
+            namespace: Some(j.namespace.to_string()),
+            labels: Some(j.labels.clone()),
             annotations: Some(BTreeMap::from([(
                 ANNOTATION_SPEC_DIGEST.to_string(),
-                p.plan.spec_digest.clone(),
+                j.spec_digest,
             )])),
-            owner_references: Some(vec![owner_ref]),
+            owner_references: Some(vec![j.owner_ref]),
             ..ObjectMeta::default()
         },
         spec: Some(JobSpec {
@@ -362,8 +369,8 @@ pub fn stage_job(p: &StageJobParams) -> Result<Job, JobBuildError> {
             // in JOB_COMPLETION_INDEX by the job controller:
             // <https://kubernetes.io/docs/concepts/workloads/controllers/job/#completion-mode>.
             completion_mode: Some("Indexed".into()),
-            completions: Some(completions),
-            parallelism: Some(i32::try_from(parallelism).unwrap_or(i32::MAX)),
+            completions: Some(j.completions),
+            parallelism: Some(i32::try_from(j.parallelism).unwrap_or(i32::MAX)),
             // Each task gets maxAttempts attempts of its own, so one flaky task cannot
             // use up the retries of all the others; `backoffLimit` is then left to its
             // default (unlimited) and `maxFailedIndexes: 0` fails the Job as soon as one
@@ -378,26 +385,153 @@ pub fn stage_job(p: &StageJobParams) -> Result<Job, JobBuildError> {
             pod_replacement_policy: Some("Failed".into()),
             // <https://kubernetes.io/docs/concepts/workloads/controllers/ttlafterfinished/>;
             // the result manifests in storage, not the Job, record what was done.
-            ttl_seconds_after_finished: Some(p.defaults.ttl_seconds_after_finished.max(0)),
+            ttl_seconds_after_finished: Some(j.ttl_seconds.max(0)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
+                    labels: Some(j.labels),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(p, owner_name)?),
+                spec: Some(j.pod),
             },
             ..JobSpec::default()
         }),
         status: None,
-    })
+    }
+}
+
+/// The stage label (and the Job name's stage part) of a job's survey Job.
+pub const SURVEY_STAGE: &str = "survey";
+/// Memory request = limit of the survey pod, MiB, unless `spec.workers.resources` or
+/// `spec.parallelism.workerMemoryMib` say otherwise: the survey holds a few per-row
+/// columns of the main table (at most 8 bytes a row each) and the grid's UVW.
+pub const SURVEY_MEMORY_MIB: u64 = 1024;
+
+/// Everything the survey Job of a job with `spec.input.measurementSet` is made from
+/// (there is no plan yet: the survey's result is what the plan is made from).
+#[derive(Debug, Clone, Copy)]
+pub struct SurveyJobParams<'a> {
+    /// The ImagingJob as read from the API (name, namespace and uid set); its spec gives
+    /// the pod's image, volumes, Secret, placement and telemetry.
+    pub owner: &'a ImagingJob,
+    /// The job's output URL, where `import/survey-request.json` is.
+    pub output: &'a str,
+    pub defaults: &'a WorkerDefaults,
+    /// W3C trace context of the job's trace (see [`StageJobParams::traceparent`]).
+    pub traceparent: Option<&'a str>,
+}
+
+/// Requests and limits of the survey pod: `spec.workers.resources` when given, else
+/// memory request = limit = `spec.parallelism.workerMemoryMib` or [`SURVEY_MEMORY_MIB`]
+/// (at least the operator's floor) and the default CPU request; the operator's default
+/// resources fill the names neither sets, as for [`worker_resources`].
+pub fn survey_resources(spec: &ImagingJobSpec, defaults: &WorkerDefaults) -> ResourceRequirements {
+    let mut r = spec.workers.resources.clone().unwrap_or_else(|| {
+        let mib = spec
+            .parallelism
+            .worker_memory_mib
+            .unwrap_or(SURVEY_MEMORY_MIB)
+            .max(defaults.min_memory_mib)
+            .max(1);
+        let memory = Quantity(format!("{mib}Mi"));
+        ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity(defaults.cpu_request.clone())),
+                ("memory".to_string(), memory.clone()),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_string(), memory)])),
+            claims: None,
+        }
+    });
+    if let Some(d) = &defaults.resources {
+        merge_by_resource_name(&mut r, d);
+    }
+    r
+}
+
+/// The survey Job: one pod running `<worker command> survey --output <output>`, with
+/// the same pod template as the stage Jobs (image, volumes and mounts, credentials
+/// Secret, security context, placement) and the same retry rules (an Indexed Job of one
+/// index: `maxAttempts` attempts, exit code 65 fails at once). Named like a stage
+/// ([`job_name`] of [`SURVEY_STAGE`]) and labelled `aperture.dev/stage=survey`, so the
+/// stage-Job list, deletion and cleanup find it.
+pub fn survey_job(p: &SurveyJobParams) -> Result<Job, JobBuildError> {
+    let owner = p.owner;
+    let (owner_name, namespace, uid) = owner_identity(owner)?;
+    check_label_value("ImagingJob metadata.name", owner_name)?;
+    if p.output.trim().is_empty() {
+        return Err(JobBuildError::Empty {
+            field: "spec.output",
+        });
+    }
+    if let Some(tp) = p.traceparent
+        && !is_traceparent(tp)
+    {
+        return Err(JobBuildError::InvalidTraceparent {
+            value: tp.to_string(),
+        });
+    }
+    let spec = &owner.spec;
+    let pod = pod_spec(&PodParams {
+        spec,
+        args: vec![
+            "survey".to_string(),
+            "--output".to_string(),
+            p.output.to_string(),
+        ],
+        resources: survey_resources(spec, p.defaults),
+        defaults: p.defaults,
+        traceparent: p.traceparent,
+        owner_name,
+    })?;
+    Ok(indexed_job(IndexedJob {
+        name: job_name(owner_name, uid, SURVEY_STAGE),
+        namespace,
+        labels: stage_labels(owner_name, SURVEY_STAGE, 0),
+        spec_digest: aperture_pipeline::plan::spec_digest(spec),
+        owner_ref: owner_reference(owner)?,
+        completions: 1,
+        parallelism: 1,
+        max_attempts: spec.parallelism.max_attempts,
+        ttl_seconds: p.defaults.ttl_seconds_after_finished,
+        pod,
+    }))
+}
+
+/// Name, namespace and uid of the ImagingJob, each required.
+fn owner_identity(owner: &ImagingJob) -> Result<(&str, &str, &str), JobBuildError> {
+    fn field<'a>(v: &'a Option<String>, field: &'static str) -> Result<&'a str, JobBuildError> {
+        v.as_deref()
+            .filter(|n| !n.is_empty())
+            .ok_or(JobBuildError::MissingOwnerField { field })
+    }
+    Ok((
+        field(&owner.metadata.name, "metadata.name")?,
+        field(&owner.metadata.namespace, "metadata.namespace")?,
+        field(&owner.metadata.uid, "metadata.uid")?,
+    ))
+}
+
+/// The controller owner reference to the ImagingJob, blocking its foreground deletion.
+fn owner_reference(owner: &ImagingJob) -> Result<OwnerReference, JobBuildError> {
+    owner
+        .controller_owner_ref(&())
+        .map(|r| OwnerReference {
+            // The ImagingJob cannot be deleted (foreground) before its Jobs are:
+            // <https://kubernetes.io/docs/concepts/architecture/garbage-collection/#foreground-deletion>.
+            block_owner_deletion: Some(true),
+            ..r
+        })
+        .ok_or(JobBuildError::MissingOwnerField {
+            field: "metadata.uid",
+        })
 }
 
 /// Labels of a stage Job and of its pods.
-fn stage_labels(owner_name: &str, stage: &Stage) -> BTreeMap<String, String> {
+fn stage_labels(owner_name: &str, stage: &str, cycle: u32) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_JOB.to_string(), owner_name.to_string()),
-        (LABEL_STAGE.to_string(), stage.name.clone()),
-        (LABEL_CYCLE.to_string(), stage.cycle.to_string()),
+        (LABEL_STAGE.to_string(), stage.to_string()),
+        (LABEL_CYCLE.to_string(), cycle.to_string()),
         ("app.kubernetes.io/name".to_string(), APP_NAME.to_string()),
         (
             "app.kubernetes.io/managed-by".to_string(),
@@ -444,8 +578,21 @@ pub fn pod_failure_policy() -> PodFailurePolicy {
     }
 }
 
-fn pod_spec(p: &StageJobParams, owner_name: &str) -> Result<PodSpec, JobBuildError> {
-    let spec = &p.plan.spec;
+/// What a worker pod is made from: a stage task's or the survey's.
+struct PodParams<'a> {
+    /// The spec the pod runs for (the plan's, or the ImagingJob's before planning).
+    spec: &'a ImagingJobSpec,
+    /// Arguments after the operator's worker command.
+    args: Vec<String>,
+    resources: ResourceRequirements,
+    defaults: &'a WorkerDefaults,
+    traceparent: Option<&'a str>,
+    owner_name: &'a str,
+}
+
+fn pod_spec(p: &PodParams) -> Result<PodSpec, JobBuildError> {
+    let spec = p.spec;
+    let owner_name = p.owner_name;
     let workers = &spec.workers;
     let d = p.defaults;
     let image = workers.image.as_deref().unwrap_or(&d.image);
@@ -464,12 +611,7 @@ fn pod_spec(p: &StageJobParams, owner_name: &str) -> Result<PodSpec, JobBuildErr
         });
     }
     let mut command = d.command.clone();
-    command.extend([
-        "--plan".to_string(),
-        p.plan.output.clone(),
-        "--stage".to_string(),
-        p.stage.name.clone(),
-    ]);
+    command.extend(p.args.iter().cloned());
     let mut env = Vec::new();
     if let Some(tp) = p.traceparent {
         env.push(env_var("TRACEPARENT", tp));
@@ -538,7 +680,7 @@ fn pod_spec(p: &StageJobParams, owner_name: &str) -> Result<PodSpec, JobBuildErr
         command: Some(command),
         env: Some(env),
         env_from,
-        resources: Some(worker_resources(workers, p.plan, d)),
+        resources: Some(p.resources.clone()),
         // The worker prints `error: task <stage>/<index>: <reason>` last on stderr; with
         // no termination-message file written, the log tail becomes the pod's
         // termination message, which the operator reports as the failure reason:
@@ -553,11 +695,18 @@ fn pod_spec(p: &StageJobParams, owner_name: &str) -> Result<PodSpec, JobBuildErr
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".into(),
-            mount_path: SCRATCH_PATH.into(),
-            ..VolumeMount::default()
-        }]),
+        // The scratch volume, then the job's own (`spec.workers.volumeMounts`, e.g. the
+        // filesystem of a MeasurementSet; checked by `validate_cluster`):
+        // <https://kubernetes.io/docs/concepts/storage/volumes/>.
+        volume_mounts: Some(
+            std::iter::once(VolumeMount {
+                name: SCRATCH_VOLUME.into(),
+                mount_path: SCRATCH_PATH.into(),
+                ..VolumeMount::default()
+            })
+            .chain(workers.volume_mounts.iter().cloned())
+            .collect(),
+        ),
         ..Container::default()
     };
     // The job asks for the host network, or the operator gives it to every worker.
@@ -612,11 +761,15 @@ fn pod_spec(p: &StageJobParams, owner_name: &str) -> Result<PodSpec, JobBuildErr
         node_selector: (!node_selector.is_empty()).then(|| node_selector.clone()),
         tolerations: (!tolerations.is_empty()).then(|| tolerations.clone()),
         affinity: workers.affinity.clone().or_else(|| d.affinity.clone()),
-        volumes: Some(vec![Volume {
-            name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        }]),
+        volumes: Some(
+            std::iter::once(Volume {
+                name: SCRATCH_VOLUME.into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            })
+            .chain(workers.volumes.iter().cloned())
+            .collect(),
+        ),
         ..PodSpec::default()
     })
 }
@@ -1500,5 +1653,128 @@ mod tests {
         assert!(matches(&stage_selector("alpha"), &a));
         assert!(!matches(&stage_selector("alpha"), &b));
         assert!(matches(&stage_selector("beta"), &b));
+    }
+
+    #[test]
+    fn jobs_worker_volumes_and_mounts_follow_the_scratch_volume() {
+        let job = ImagingJobBuilder::new("vols")
+            .pvc_mount("obs", "obs-claim", "/data")
+            .build();
+        let j = ok(&job, "invert");
+        let p = pod(&j);
+        let vols = p.volumes.clone().expect("volumes");
+        let names: Vec<&str> = vols.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["tmp", "obs"]);
+        assert_eq!(vols[1], job.spec.workers.volumes[0]);
+        let mounts = container(&j).volume_mounts.clone().expect("mounts");
+        let at: Vec<(&str, &str)> = mounts
+            .iter()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+            .collect();
+        assert_eq!(at, [("tmp", "/tmp"), ("obs", "/data")]);
+        assert_eq!(mounts[1].read_only, Some(true));
+        // The root filesystem stays read-only.
+        let sc = container(&j).security_context.clone().expect("context");
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+    }
+
+    fn survey(job: &ImagingJob, d: &WorkerDefaults) -> Result<Job, JobBuildError> {
+        survey_job(&SurveyJobParams {
+            owner: job,
+            output: "s3://b/out",
+            defaults: d,
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        })
+    }
+
+    #[test]
+    fn jobs_survey_job_is_one_pod_with_the_stage_pod_template() {
+        let job = ImagingJobBuilder::new("sv")
+            .measurement_set("/data/obs.ms")
+            .pvc_mount("obs", "obs-claim", "/data")
+            .credentials_secret("object-store")
+            .node_selector("pool", "io")
+            .max_attempts(4)
+            .build();
+        let d = test_defaults();
+        let j = survey(&job, &d).expect("builds");
+        let name = j.metadata.name.clone().expect("name");
+        assert_eq!(
+            name,
+            job_name(
+                "sv",
+                job.metadata.uid.as_deref().unwrap_or(""),
+                SURVEY_STAGE
+            )
+        );
+        assert!(
+            name.starts_with("sv-survey-") && is_dns_label(&name),
+            "{name}"
+        );
+        let labels = j.metadata.labels.clone().expect("labels");
+        assert_eq!(labels[LABEL_STAGE], SURVEY_STAGE);
+        assert_eq!(labels[LABEL_JOB], "sv");
+        let js = jspec(&j);
+        assert_eq!(
+            (js.completions, js.parallelism, js.backoff_limit_per_index),
+            (Some(1), Some(1), Some(3))
+        );
+        assert_eq!(js.completion_mode.as_deref(), Some("Indexed"));
+        assert_eq!(js.pod_failure_policy, Some(pod_failure_policy()));
+        let c = container(&j);
+        assert_eq!(
+            c.command.clone().expect("command"),
+            ["aperture-worker", "survey", "--output", "s3://b/out"]
+        );
+        // The same pod template as a stage's, but for the command and resources.
+        let mut stage_job_of_same = ok(
+            &ImagingJobBuilder::new("sv")
+                .pvc_mount("obs", "obs-claim", "/data")
+                .credentials_secret("object-store")
+                .node_selector("pool", "io")
+                .build(),
+            "invert",
+        );
+        let mut a = pod(&j).clone();
+        let b = stage_job_of_same
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .expect("pod");
+        for p in [&mut a, b] {
+            let c = &mut p.containers[0];
+            c.command = None;
+            c.resources = None;
+            c.env = c
+                .env
+                .take()
+                .map(|e| e.into_iter().filter(|v| v.name != "TRACEPARENT").collect());
+        }
+        assert_eq!(&a, b);
+        assert_eq!(
+            env(&j)["TRACEPARENT"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        // Memory: the survey default, the job's worker budget, or its resources.
+        let mem = |j: &Job| {
+            container(j)
+                .resources
+                .clone()
+                .and_then(|r| r.limits)
+                .expect("limits")["memory"]
+                .clone()
+        };
+        assert_eq!(mem(&j), q(&format!("{SURVEY_MEMORY_MIB}Mi")));
+        let budget = ImagingJobBuilder::new("sv").worker_memory_mib(3000).build();
+        assert_eq!(mem(&survey(&budget, &d).expect("builds")), q("3000Mi"));
+        // Owned by the ImagingJob; bad owners are errors naming the field.
+        let owner = &j.metadata.owner_references.clone().expect("owner")[0];
+        assert_eq!((owner.name.as_str(), owner.controller), ("sv", Some(true)));
+        assert_eq!(
+            survey(&ImagingJobBuilder::new("sv").no_uid().build(), &d),
+            Err(JobBuildError::MissingOwnerField {
+                field: "metadata.uid"
+            })
+        );
     }
 }

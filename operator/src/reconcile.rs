@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aperture_pipeline::diagnostics::{RunState, RunSummary, derived, write_run_diagnostics};
-use aperture_pipeline::executor::{observe as observe_store, prepare_with};
+use aperture_pipeline::executor::survey::{
+    SURVEY_KEY, SURVEY_REQUEST_KEY, SurveyRequest, SurveyResult,
+};
+use aperture_pipeline::executor::{observe as observe_store, prepare_from_survey, prepare_with};
 use aperture_pipeline::plan::{PLAN_KEY, Plan, TaskKind, spec_digest};
 use aperture_pipeline::spec::{
     ImagingJob, ImagingJobSpec, ImagingJobStatus, JobPhase, PipelineKind,
@@ -24,7 +27,7 @@ use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::jobs::{StageJobParams, stage_job};
+use crate::jobs::{SURVEY_STAGE, StageJobParams, SurveyJobParams, stage_job, survey_job};
 use crate::observe::{JobState, StageJobView, job_view, observed};
 use crate::status::{
     FAILED, PLANNED, PROGRESSING, READY, SPEC_CHANGE_REFUSED, condition_true, progress_text,
@@ -187,7 +190,9 @@ async fn apply(job: &ImagingJob, ctx: &Context) -> Result<Action> {
         run.finished().await
     } else {
         match run.plan().await {
-            Ok(plan) => run.drive(&plan).await,
+            Ok(Some(plan)) => run.drive(&plan).await,
+            // Surveying the MeasurementSet: the survey Job's end triggers the next one.
+            Ok(None) => Ok(Action::requeue(RUNNING_REQUEUE)),
             Err(e) => Err(e),
         }
     };
@@ -298,11 +303,12 @@ impl Run<'_> {
     }
 
     /// The job's plan: made and stored on first sight, then read back (once per
-    /// operator process) from the output the status records.
-    async fn plan(&mut self) -> Result<Arc<Plan>> {
+    /// operator process) from the output the status records. `None` while a worker
+    /// surveys the job's MeasurementSet (see [`Self::survey`]).
+    async fn plan(&mut self) -> Result<Option<Arc<Plan>>> {
         if let Some(digest) = self.old.spec_digest.clone() {
             if let Some(p) = self.ctx.cached_plan(&self.uid, &digest) {
-                return Ok(p);
+                return Ok(Some(p));
             }
             let output = self.old.outputs.get("output").cloned().ok_or_else(|| {
                 Error::Plan("status.outputs.output is missing: the job's output is unknown".into())
@@ -312,7 +318,7 @@ impl Run<'_> {
             let plan: Plan = store.get_json(PLAN_KEY).await?;
             let plan = Arc::new(plan);
             self.ctx.cache_plan(&self.uid, &digest, plan.clone());
-            return Ok(plan);
+            return Ok(Some(plan));
         }
         if self.old.phase == JobPhase::Pending {
             self.st.phase = JobPhase::Planning;
@@ -336,6 +342,7 @@ impl Run<'_> {
         }
         let spec = &self.job.spec;
         spec.validate()
+            .and_then(|()| spec.validate_cluster())
             .map_err(|e| Error::InvalidSpec(e.to_string()))?;
         let output = spec.output.clone().ok_or_else(|| {
             Error::InvalidSpec(
@@ -345,7 +352,21 @@ impl Run<'_> {
             )
         })?;
         let options = self.store_options(spec).await?;
-        let (plan, store) = prepare_with(self.job, &output, false, &options).await?;
+        let (plan, store) = if spec.input.measurement_set.is_some() {
+            let store = Store::from_url_with(&output, &options)?;
+            if store.exists(PLAN_KEY).await? {
+                // Planned before (the status was lost): prepare_with resumes that plan,
+                // or refuses another job's, without opening the MeasurementSet.
+                prepare_with(self.job, &output, false, &options).await?
+            } else {
+                let Some(survey) = self.survey(&store).await? else {
+                    return Ok(None);
+                };
+                prepare_from_survey(self.job, &output, &survey, &options).await?
+            }
+        } else {
+            prepare_with(self.job, &output, false, &options).await?
+        };
         let digest = plan.spec_digest.clone();
         self.st.spec_digest = Some(digest.clone());
         self.st.phase = JobPhase::Running;
@@ -377,7 +398,88 @@ impl Run<'_> {
         self.event(EventType::Normal, "Planned", msg).await;
         let plan = Arc::new(plan);
         self.ctx.cache_plan(&self.uid, &digest, plan.clone());
-        Ok(plan)
+        Ok(Some(plan))
+    }
+
+    /// The survey of the job's MeasurementSet, which only a worker pod can open (it
+    /// mounts `spec.workers.volumes`): its result at `<output>/import/survey.json` when
+    /// there is one; else the survey Job is started (once: the request is written to the
+    /// output, then the Job is applied) or awaited, and `None` is returned. A survey Job
+    /// that failed without a result (crash, OOM, store unreachable for every attempt)
+    /// fails the job with its pod's termination message.
+    async fn survey(&mut self, store: &Store) -> Result<Option<SurveyResult>> {
+        if store.exists(SURVEY_KEY).await? {
+            return Ok(Some(store.get_json(SURVEY_KEY).await?));
+        }
+        let request = SurveyRequest::for_job(self.job).ok_or(Error::MissingField(
+            "spec.input.measurementSet (survey of a job without one)",
+        ))?;
+        let path = request.measurement_set.path.clone();
+        let jobs = self
+            .ctx
+            .cluster
+            .stage_jobs(&self.ns, &self.name, &self.uid)
+            .await?;
+        let view = jobs
+            .iter()
+            .filter_map(job_view)
+            .find(|v| v.stage == SURVEY_STAGE);
+        if let Some(v) = view {
+            let failed = !v.failed_indexes.is_empty() || matches!(v.state, JobState::Failed { .. });
+            let why = if failed {
+                let pod = self
+                    .ctx
+                    .cluster
+                    .failed_pod_message(&self.ns, &v.name)
+                    .await?;
+                Some(pod.unwrap_or_else(|| match &v.state {
+                    JobState::Failed { reason, message } => format!("{reason}: {message}"),
+                    _ => "the survey Job failed".into(),
+                }))
+            } else if v.state == JobState::Complete {
+                Some(format!(
+                    "the survey Job completed without writing {SURVEY_KEY}"
+                ))
+            } else {
+                None
+            };
+            return match why {
+                Some(why) => Err(Error::Plan(format!(
+                    "spec.input.measurementSet: the survey of the MeasurementSet {path} failed                      (Job {}): {why}",
+                    v.name
+                ))),
+                None => Ok(None), // still running; its end triggers a reconcile
+            };
+        }
+        let tp = aperture_telemetry::stage_traceparent(&self.uid, SURVEY_STAGE);
+        let job = survey_job(&SurveyJobParams {
+            owner: self.job,
+            output: store.url(),
+            defaults: &self.ctx.state.defaults,
+            traceparent: Some(&tp),
+        })
+        .map_err(|e| Error::JobBuild {
+            stage: SURVEY_STAGE.into(),
+            reason: e.to_string(),
+        })?;
+        let job_name = job.metadata.name.clone().unwrap_or_default();
+        let msg = format!("surveying the MeasurementSet {path} (Job {job_name})");
+        set_condition(
+            &mut self.st.conditions,
+            PLANNED,
+            false,
+            "Surveying",
+            &msg,
+            self.generation,
+            &self.now,
+        );
+        self.st.message = Some(msg.clone());
+        // As for stage Jobs: the status first, then the Job it leads to.
+        self.write_status().await?;
+        store.put_json(SURVEY_REQUEST_KEY, &request).await?;
+        self.ctx.cluster.apply_job(&self.ns, &job).await?;
+        self.event(EventType::Normal, "Surveying", msg).await;
+        Ok(None)
     }
 
     /// Observe, advance, act, write the status.

@@ -899,3 +899,275 @@ fn retries_back_off_from_one_second_to_a_minute() {
         .collect();
     assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
 }
+
+// --- A MeasurementSet input: a worker surveys the MS (only workers mount it), then plan
+
+const MS_PATH: &str = "/data/obs/low.ms";
+
+fn ms_builder(name: &str, out: &str) -> ImagingJobBuilder {
+    builder(name, out)
+        .measurement_set(MS_PATH)
+        .pvc_mount("obs", "obs-claim", "/data")
+}
+
+/// The container's command line of a Job (JSON).
+fn command_of(job: &Value) -> Vec<String> {
+    job["spec"]["template"]["spec"]["containers"][0]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Whether a Job's pod has the `obs` PVC volume and mounts it read-only at /data, after
+/// the scratch volume.
+fn has_obs_volume(job: &Value) -> bool {
+    let pod = &job["spec"]["template"]["spec"];
+    let vols = pod["volumes"].as_array().unwrap();
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    vols.len() == 2
+        && vols[0]["name"] == "tmp"
+        && vols[1]
+            == json!({"name": "obs", "persistentVolumeClaim": {"claimName": "obs-claim", "readOnly": true}})
+        && mounts.len() == 2
+        && mounts[0]["mountPath"] == "/tmp"
+        && mounts[1] == json!({"name": "obs", "mountPath": "/data", "readOnly": true})
+}
+
+/// Writes the survey's result as the survey worker would and marks its Job done.
+async fn survey_done(
+    h: &Harness,
+    out: &str,
+    outcome: aperture_pipeline::executor::survey::SurveyOutcome,
+) {
+    use aperture_pipeline::executor::survey::{SURVEY_KEY, SurveyRequest, SurveyResult};
+    let job = h.job();
+    let result = SurveyResult {
+        request: SurveyRequest::for_job(&job).unwrap(),
+        outcome,
+        aperture_version: "test".into(),
+    };
+    Store::from_url(out)
+        .unwrap()
+        .put_json(SURVEY_KEY, &result)
+        .await
+        .unwrap();
+    let name = h.job_named(crate::jobs::SURVEY_STAGE)["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.fake.update("Job", TEST_NAMESPACE, &name, |j| {
+        j["status"] = json!({"completedIndexes": "0", "succeeded": 1, "active": 0,
+                             "conditions": [{"type": "Complete", "status": "True"}]});
+    });
+}
+
+#[tokio::test]
+async fn a_measurement_set_job_is_first_surveyed_by_one_job_with_the_volumes() {
+    use aperture_pipeline::executor::survey::{SURVEY_KEY, SURVEY_REQUEST_KEY, SurveyRequest};
+    let (dir, out) = output_dir();
+    let h = Harness::new(ms_builder("msjob", &out).build());
+    h.reconcile().await.unwrap();
+    // One Job, the survey: one pod running the worker's survey mode on the output.
+    let jobs = h.stage_jobs();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let (stage, job) = &jobs[0];
+    assert_eq!(stage, crate::jobs::SURVEY_STAGE);
+    assert_eq!(job["spec"]["completions"], 1);
+    assert_eq!(job["spec"]["parallelism"], 1);
+    assert_eq!(
+        command_of(job),
+        [
+            "aperture-worker",
+            "survey",
+            "--output",
+            out.trim_end_matches('/')
+        ]
+    );
+    assert!(has_obs_volume(job), "{}", job["spec"]["template"]["spec"]);
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+        true
+    );
+    assert_eq!(job["metadata"]["ownerReferences"][0]["name"], "msjob");
+    // The request it reads is in the output; no plan, no result yet.
+    let store = Store::from_url(&out).unwrap();
+    let req: SurveyRequest = store.get_json(SURVEY_REQUEST_KEY).await.unwrap();
+    assert_eq!(req.measurement_set.path, MS_PATH);
+    assert_eq!(req.job, "msjob");
+    assert!(!dir.path().join("plan.json").exists());
+    assert!(!store.exists(SURVEY_KEY).await.unwrap());
+    // The status and events say what is going on.
+    let st = h.status();
+    assert_eq!(st.phase, JobPhase::Planning);
+    let planned = st.conditions.iter().find(|c| c.type_ == PLANNED).unwrap();
+    assert_eq!(planned.status, "False");
+    assert_eq!(planned.reason, "Surveying");
+    assert!(
+        planned
+            .message
+            .contains(&format!("surveying the MeasurementSet {MS_PATH}")),
+        "{}",
+        planned.message
+    );
+    assert_eq!(st.message.as_deref(), Some(planned.message.as_str()));
+    assert_eq!(h.fake.event_reasons(), ["Planning", "Surveying"]);
+    // Reconciled again while the pod runs: no second Job, no write at all.
+    h.fake.clear_requests();
+    h.reconcile().await.unwrap();
+    h.reconcile().await.unwrap();
+    assert_eq!(h.stage_jobs().len(), 1);
+    assert_eq!(h.requests_of(Method::PATCH, "/jobs/"), 0);
+    assert_eq!(h.requests_of(Method::PATCH, "/status"), 0);
+    assert_eq!(h.fake.event_reasons(), ["Planning", "Surveying"]);
+}
+
+#[tokio::test]
+async fn a_survey_result_plans_the_job_and_starts_the_import_stage_with_the_volumes() {
+    use aperture_pipeline::executor::survey::SurveyOutcome;
+    use aperture_pipeline::plan::{IMPORT_STAGE, PlanOptions, make_plan};
+    let (_d, out) = output_dir();
+    let h = Harness::new(ms_builder("msplan", &out).build());
+    h.reconcile().await.unwrap();
+    let facts = crate::fixtures::small_facts();
+    survey_done(
+        &h,
+        &out,
+        SurveyOutcome::Surveyed {
+            facts: facts.clone(),
+        },
+    )
+    .await;
+    h.reconcile().await.unwrap();
+    let st = h.status();
+    assert_eq!(st.phase, JobPhase::Running, "{:?}", st.message);
+    assert!(condition_true(&st.conditions, PLANNED));
+    // The plan is the planner's for the surveyed facts (the MS itself was never opened:
+    // it does not exist here).
+    let plan: aperture_pipeline::plan::Plan = Store::from_url(&out)
+        .unwrap()
+        .get_json(PLAN_KEY)
+        .await
+        .unwrap();
+    assert_eq!(plan.facts, facts);
+    let oracle = make_plan(
+        &h.job().spec,
+        &facts,
+        &PlanOptions {
+            job: "msplan".into(),
+            output: out.clone(),
+            visibilities: format!("{out}vis.zarr"),
+        },
+    )
+    .unwrap();
+    assert_eq!(plan.stages, oracle.stages);
+    assert_eq!(plan.visibilities, oracle.visibilities);
+    assert_eq!(plan.stages[0].name, IMPORT_STAGE);
+    // The import stage's Job runs with the volumes; the survey Job stays as it was.
+    let import = h.job_named(IMPORT_STAGE);
+    assert!(
+        has_obs_volume(&import),
+        "{}",
+        import["spec"]["template"]["spec"]
+    );
+    let cmd = command_of(&import);
+    assert_eq!(cmd[cmd.len() - 2..], ["--stage", IMPORT_STAGE]);
+    assert_eq!(h.stage_jobs().len(), 2);
+    assert_eq!(
+        h.fake.event_reasons(),
+        ["Planning", "Surveying", "Planned", "StageStarted"]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_survey_fails_the_job_naming_the_path_and_the_workers_error() {
+    use aperture_pipeline::executor::survey::SurveyOutcome;
+    let (_d, out) = output_dir();
+    let h = Harness::new(ms_builder("msbad", &out).build());
+    h.reconcile().await.unwrap();
+    let error = format!(
+        "spec.input.measurementSet: {MS_PATH}: is not a MeasurementSet (no table.dat: the \
+         directory is not a casacore table)"
+    );
+    survey_done(&h, &out, SurveyOutcome::Failed { error }).await;
+    h.reconcile().await.unwrap();
+    let st = h.status();
+    assert_eq!(st.phase, JobPhase::Failed);
+    let failed = st.conditions.iter().find(|c| c.type_ == FAILED).unwrap();
+    assert_eq!(failed.reason, "PlanningFailed");
+    for needle in [
+        "spec.input.measurementSet: the survey of the MeasurementSet /data/obs/low.ms failed",
+        "is not a MeasurementSet (no table.dat",
+    ] {
+        assert!(
+            failed.message.contains(needle),
+            "{needle:?} not in {}",
+            failed.message
+        );
+    }
+    assert!(
+        h.fake
+            .events()
+            .iter()
+            .any(|e| e["reason"] == "PlanningFailed" && e["type"] == "Warning")
+    );
+    assert_eq!(h.stage_jobs().len(), 1, "no stage Job after the survey");
+    assert!(
+        !std::path::Path::new(&out["file://".len()..])
+            .join("plan.json")
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn a_survey_pod_that_fails_without_a_result_fails_the_job_with_its_message() {
+    let (_d, out) = output_dir();
+    let h = Harness::new(ms_builder("mscrash", &out).build());
+    h.reconcile().await.unwrap();
+    // Running and retried: still surveying.
+    fail_pods(&h, json!({"active": 1, "failed": 1}), None);
+    h.reconcile().await.unwrap();
+    assert_eq!(h.status().phase, JobPhase::Planning);
+    // Out of attempts with a pod's termination message.
+    fail_pods(
+        &h,
+        json!({"active": 0, "failed": 3, "failedIndexes": "0",
+               "conditions": [{"type": "Failed", "status": "True",
+                               "reason": "MaxFailedIndexesExceeded", "message": "Job has exceeded maxFailedIndexes"}]}),
+        Some("exit code 75: error: survey: s3://b/k: storage service unreachable"),
+    );
+    h.reconcile().await.unwrap();
+    let st = h.status();
+    assert_eq!(st.phase, JobPhase::Failed);
+    let failed = st.conditions.iter().find(|c| c.type_ == FAILED).unwrap();
+    for needle in [
+        "the survey of the MeasurementSet /data/obs/low.ms failed",
+        "storage service unreachable",
+    ] {
+        assert!(
+            failed.message.contains(needle),
+            "{needle:?} not in {}",
+            failed.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_measurement_set_outside_the_worker_mounts_is_refused_naming_the_fields() {
+    let (_d, out) = output_dir();
+    let job = builder("msout", &out)
+        .measurement_set("/elsewhere/low.ms")
+        .pvc_mount("obs", "obs-claim", "/data")
+        .build();
+    assert_fails_naming(
+        job,
+        "spec.input.measurementSet.path: /elsewhere/low.ms is not under any mountPath of \
+         spec.workers.volumeMounts (/data)",
+    )
+    .await;
+    let job = builder("msrel", &out).measurement_set("obs/low.ms").build();
+    assert_fails_naming(job, "spec.input.measurementSet.path").await;
+}

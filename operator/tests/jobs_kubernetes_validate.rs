@@ -1,4 +1,5 @@
-//! The stage Jobs of every example manifest, serialised to YAML, pass the PyPI
+//! The stage Jobs of every example manifest (and the survey Job of the MeasurementSet
+//! one, with its volumes), serialised to YAML, pass the PyPI
 //! `kubernetes-validate --strict` schema check of the newest Kubernetes it knows (≥ 1.31).
 //! Without the tool the test prints a skip message and passes, unless
 //! `APERTURE_REQUIRE_TOOLS=1`; `APERTURE_KUBERNETES_VALIDATE` names another program.
@@ -7,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aperture_operator::config::WorkerDefaults;
-use aperture_operator::jobs::{StageJobParams, stage_job};
+use aperture_operator::jobs::{StageJobParams, SurveyJobParams, stage_job, survey_job};
 use aperture_pipeline::plan::{InputFacts, Plan, PlanOptions, make_plan};
-use aperture_pipeline::spec::{ImagingJob, ImagingJobSpec, parse_job};
+use aperture_pipeline::spec::{ImagingJob, ImagingJobSpec, SimulateSpec, parse_job};
 use k8s_openapi::api::batch::v1::Job;
 
 /// Oldest Kubernetes whose Job semantics (backoffLimitPerIndex, FailIndex) the builder
@@ -75,13 +76,17 @@ fn plan(job: &ImagingJob) -> Plan {
 }
 
 fn stage_jobs(job: &ImagingJob, defaults: &WorkerDefaults, tp: Option<&str>) -> Vec<Job> {
-    let plan = plan(job);
+    jobs_of(job, &plan(job), defaults, tp)
+}
+
+/// The Job of every stage of `plan`.
+fn jobs_of(job: &ImagingJob, plan: &Plan, defaults: &WorkerDefaults, tp: Option<&str>) -> Vec<Job> {
     plan.stages
         .iter()
         .map(|st| {
             stage_job(&StageJobParams {
                 owner: job,
-                plan: &plan,
+                plan,
                 stage: st,
                 defaults,
                 traceparent: tp,
@@ -89,6 +94,22 @@ fn stage_jobs(job: &ImagingJob, defaults: &WorkerDefaults, tp: Option<&str>) -> 
             .unwrap_or_else(|e| panic!("stage {}: {e}", st.name))
         })
         .collect()
+}
+
+/// The stage Jobs of `job` planned from `facts`.
+fn planned_jobs(job: &ImagingJob, facts: &InputFacts, defaults: &WorkerDefaults) -> Vec<Job> {
+    let output = job.spec.output.clone().expect("output");
+    let plan = make_plan(
+        &job.spec,
+        facts,
+        &PlanOptions {
+            job: job.metadata.name.clone().unwrap_or_default(),
+            visibilities: format!("{output}vis.zarr"),
+            output,
+        },
+    )
+    .expect("the job plans");
+    jobs_of(job, &plan, defaults, None)
 }
 
 /// Every worker option switched on, as YAML a user would write.
@@ -175,6 +196,34 @@ fn example_stage_jobs_pass_kubernetes_validate_strict() {
         examples += 1;
     }
     assert!(examples >= 4, "only {examples} examples planned");
+
+    // The MeasurementSet example: its survey Job, and its stage Jobs planned from facts
+    // standing in for the survey's (a small simulation's), both with its volumes.
+    let text =
+        std::fs::read_to_string(examples_dir().join("invert-ms-k8s.yaml")).expect("invert-ms-k8s");
+    let ms = as_cluster_object(
+        parse_job(&text, "invert-ms-k8s.yaml").expect("parses"),
+        "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a0f9",
+    );
+    ms.spec
+        .validate_cluster()
+        .expect("the MS example fits a cluster");
+    assert!(!ms.spec.workers.volume_mounts.is_empty());
+    let survey = survey_job(&SurveyJobParams {
+        owner: &ms,
+        output: ms.spec.output.as_deref().unwrap_or_default(),
+        defaults: &defaults,
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    })
+    .expect("the survey Job builds");
+    let facts = InputFacts::from_simulation(&SimulateSpec {
+        frequency_windows: 2,
+        channels_per_window: 2,
+        ..SimulateSpec::default()
+    })
+    .expect("facts");
+    write("ms", &[survey]);
+    write("ms", &planned_jobs(&ms, &facts, &defaults));
 
     // ical-low with every worker option, the operator's optional settings and a trace.
     let text = std::fs::read_to_string(examples_dir().join("ical-low.yaml")).expect("ical-low");

@@ -1,24 +1,44 @@
-//! aperture-worker: runs one task (stage, index) of a job plan stored in object storage.
+//! aperture-worker: runs one task (stage, index) of a job plan stored in object storage,
+//! or (`survey`) surveys a job's MeasurementSet input for the operator before it plans.
 //! Exit codes: 0 done (manifest written), 75 retryable failure, 65 permanent failure,
 //! 2 bad arguments.
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Run one task of an aperture job plan.
 #[derive(Debug, Parser)]
-#[command(name = "aperture-worker", version)]
+#[command(
+    name = "aperture-worker",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// URL of the job output (or of its plan.json): a path, file://, s3:// or memory://.
-    #[arg(long)]
-    plan: String,
+    #[arg(long, required = true)]
+    plan: Option<String>,
     /// Stage name, as in the plan.
-    #[arg(long)]
-    stage: String,
+    #[arg(long, required = true)]
+    stage: Option<String>,
     /// Task index; defaults to $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
     #[arg(long)]
     index: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Survey the MeasurementSet of `<output>/import/survey-request.json` (written by the
+    /// operator): create the dataset's layout and import/dataset.json, and write the
+    /// planner's facts (or the error) to import/survey.json.
+    Survey {
+        /// URL of the job output: a path, file://, s3:// or memory://.
+        #[arg(long)]
+        output: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -29,6 +49,18 @@ fn main() -> ExitCode {
         "aperture-worker",
         "warn",
     ));
+    if let Some(Mode::Survey { output }) = &args.mode {
+        let code = match runtime() {
+            Ok(rt) => rt.block_on(aperture_pipeline::executor::survey::survey_main(output)),
+            Err(code) => code,
+        };
+        drop(tel);
+        return ExitCode::from(code);
+    }
+    let (Some(plan), Some(stage)) = (&args.plan, &args.stage) else {
+        eprintln!("error: give --plan and --stage, or the survey subcommand");
+        return ExitCode::from(2);
+    };
     let index = match aperture_pipeline::tasks::task_index(args.index) {
         Ok(i) => i,
         Err(e) => {
@@ -36,23 +68,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(aperture_pipeline::tasks::EXIT_RETRYABLE);
-        }
+        Err(code) => return ExitCode::from(code),
     };
     let code = rt.block_on(aperture_pipeline::tasks::worker_main(
-        &args.plan,
-        &args.stage,
+        plan,
+        stage,
         index,
         Some(tel.recorder()),
     ));
     drop(rt);
     drop(tel);
     ExitCode::from(code)
+}
+
+/// The worker's async runtime, or the exit code when it cannot start.
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            aperture_pipeline::tasks::EXIT_RETRYABLE
+        })
 }

@@ -6,8 +6,10 @@
 //! [`MeasurementSet::plan`] resolves a [`Selection`] (data column, field, spectral
 //! windows, channels, time range; autocorrelations and FLAG_ROW rows dropped) into a
 //! [`Plan`] with the (time × baseline) grid and the output frequency windows; and
-//! [`MeasurementSet::read_windows`] streams one group of windows at a time, so memory is
-//! bounded by the group, not the MeasurementSet. Stokes I and its weight follow
+//! [`MeasurementSet::read_time_chunks`] streams a group of windows time chunk by time
+//! chunk (laid out as the Zarr store's chunks), so memory is bounded by a few time
+//! chunks, not the MeasurementSet ([`MeasurementSet::read_windows`] reads whole
+//! windows). Stokes I and its weight follow
 //! [`corr`]. UVW are kept as stored (antenna 2 minus antenna 1), which is aperture's own
 //! convention.
 //!
@@ -18,6 +20,7 @@
 
 #[cfg(feature = "casacore")]
 mod casa;
+pub mod chunks;
 pub mod corr;
 mod error;
 pub mod layout;
@@ -27,6 +30,7 @@ mod reader;
 pub mod select;
 pub mod windows;
 
+pub use chunks::{ChunkValues, Precision, TimeChunk, WindowChunk};
 pub use error::MsError;
 pub use meta::MsMeta;
 pub use plan::{Plan, RowCounts, SelectedSpw, WeightSource};

@@ -192,6 +192,35 @@ mod cases {
         assert_eq!(s.get("small.bin").await.unwrap(), pattern(100, 6));
     }
 
+    /// `put_parts`: an object made part by part (S3's 5 MiB minimum for all but the
+    /// last), one part, or none; no parts or staging objects visible afterwards.
+    pub async fn parts_upload(fx: &Fixture) {
+        let s = &fx.store;
+        let (a, b, c) = (
+            pattern(5 * 1024 * 1024, 7),
+            pattern(6 * 1024 * 1024 + 3, 8),
+            pattern(777, 9),
+        );
+        let whole: Vec<u8> = [&a[..], &b[..], &c[..]].concat();
+        s.put_parts("parts.bin", [a, b, c].into_iter())
+            .await
+            .unwrap();
+        assert!(
+            s.get("parts.bin").await.unwrap() == whole,
+            "parts read back differ"
+        );
+        s.put_parts("one.bin", std::iter::once(pattern(100, 10)))
+            .await
+            .unwrap();
+        assert_eq!(s.get("one.bin").await.unwrap(), pattern(100, 10));
+        s.put_parts("none.bin", std::iter::empty()).await.unwrap();
+        assert_eq!(s.get("none.bin").await.unwrap().len(), 0);
+        assert_eq!(
+            s.list("").await.unwrap(),
+            ["none.bin", "one.bin", "parts.bin"]
+        );
+    }
+
     pub async fn concurrent_same_key(fx: &Fixture) {
         let s = &fx.store;
         let data = pattern(256 * 1024, 7);
@@ -390,7 +419,7 @@ macro_rules! conformance {
     };
     ($backend:ident) => {
         conformance!($backend: put_get, overwrite, missing, range_reads, large_multipart,
-            concurrent_same_key, put_if_absent_race, delete, nested_prefixes, child_stores,
+            parts_upload, concurrent_same_key, put_if_absent_race, delete, nested_prefixes, child_stores,
             json, invalid_keys);
     };
 }

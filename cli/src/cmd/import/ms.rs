@@ -1,23 +1,25 @@
 //! `aperture import ms PATH.ms URL`: a CASA MeasurementSet (MSv2) as a Zarr visibility
-//! dataset, Stokes I, streamed group of windows by group of windows: a reader thread
-//! owns the casacore tables (aperture-ms) and hands blocks to the async writer
-//! (`StreamingWriter`), so memory is bounded by a couple of groups, not the MS.
+//! dataset, Stokes I, streamed time chunk by time chunk (`formats::ms_import`: a reader
+//! thread owns the casacore tables and hands over time chunks of every window, written
+//! as they arrive), so memory is bounded by a few time chunks, not the MS. A re-run
+//! resumes an interrupted import of the same selection.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
-use aperture_imaging::vis::VisBlock;
-use aperture_ms::{
-    ChannelRange, DataColumn, MeasurementSet, MsError, MsMeta, Plan, Selection, SpwList, TimeRange,
-};
+use aperture_ms::{ChannelRange, DataColumn, MsError, MsMeta, Plan, Selection, SpwList, TimeRange};
 use aperture_pipeline::formats::bundle::VisDtype;
-use aperture_pipeline::formats::zarr_vis::{StreamingWriter, delete_dataset};
-use aperture_pipeline::plan::ms::{dataset_meta, import_manifest, uvw_tb3};
+use aperture_pipeline::formats::ms_import::{
+    MsImportError, MsReader, Progress, WriteOptions, import_identity, read_pending, remove_pending,
+    write_pending,
+};
+use aperture_pipeline::formats::zarr_vis::{StreamingWriter, delete_dataset, open_dataset};
+use aperture_pipeline::plan::ms::{MsSource, dataset_meta, import_manifest, uvw_tb3};
 use aperture_pipeline::storage::Store;
 use clap::{Args, ValueEnum};
-use tokio::sync::mpsc;
+use serde_json::Value;
 
 use super::{check_local_output, check_target, dtype_name, local_dir, located, stored_size};
 use crate::common::Context;
@@ -58,12 +60,14 @@ impl ColumnArg {
 /// time x baseline grid; cells without a row are stored flagged with zero weight.
 ///
 /// Output windows are --channels-per-window channels of one spectral window each
-/// (default: one window per spectral window). The MS is read group of windows by group
-/// of windows (at most --read-buffer MiB each), so memory stays bounded however large
-/// the MS. The dataset's metadata records what was imported (group attribute
-/// `aperture.extra.imported_from`: MS path, selection, row and sample counts, flagged
-/// fraction). The group metadata is written last: an interrupted import leaves no
-/// dataset, and a failed one removes what it wrote.
+/// (default: one window per spectral window). The MS is read time chunk by time chunk,
+/// each written as soon as it is read (a few time chunks of all windows in memory, at
+/// most --read-buffer MiB), so memory stays bounded however large the MS. The dataset's
+/// metadata records what was imported (group attribute `aperture.extra.imported_from`:
+/// MS path, selection, row and sample counts, flagged fraction). The group metadata is
+/// written last: an interrupted import leaves no dataset, and re-running the same
+/// command resumes it (windows and time chunks already written are kept); an import
+/// that fails on a bad MeasurementSet removes what it wrote.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  aperture import ms obs.ms obs.zarr\n  aperture import ms \
@@ -108,8 +112,8 @@ pub struct ImportMsArgs {
     /// or f64 (complex128, float64).
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     pub precision: PrecisionArg,
-    /// Memory for one group of windows read in one pass over the MS, MiB (at most about
-    /// three groups are in memory at once).
+    /// Memory for the time chunks in flight (four time chunks of the windows read in one
+    /// pass over the MS), MiB; windows that do not fit are read in several passes.
     #[arg(
         long,
         value_name = "MIB",
@@ -118,15 +122,10 @@ pub struct ImportMsArgs {
     )]
     pub read_buffer: usize,
     /// Replace a visibility dataset (or the remains of an interrupted import) at URL.
-    #[arg(long)]
+    /// Without it, a re-run with the same MeasurementSet and options resumes an
+    /// interrupted import (or finds nothing to do), and anything else there is refused.
+    #[arg(long, visible_alias = "overwrite")]
     pub force: bool,
-}
-
-/// What the reader thread sends.
-enum Msg {
-    Plan(Box<(MsMeta, Plan)>),
-    Windows(Vec<(usize, VisBlock)>),
-    Failed(MsError),
 }
 
 pub fn run_ms(args: &ImportMsArgs, ctx: &Context) -> Result<()> {
@@ -157,95 +156,87 @@ pub fn run_ms(args: &ImportMsArgs, ctx: &Context) -> Result<()> {
     runtime.block_on(import(args, ctx, &store))
 }
 
-/// The reader thread: opens the MS, plans, then reads every group of windows in order;
-/// stops when the receiver is gone (the writer failed).
-fn spawn_reader(
-    path: PathBuf,
-    sel: Selection,
-    cpw: Option<usize>,
-    budget: usize,
-) -> (mpsc::Receiver<Msg>, std::thread::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(1);
-    let handle = std::thread::spawn(move || {
-        let fail = |e| {
-            let _ = tx.blocking_send(Msg::Failed(e));
-        };
-        let mut ms = match MeasurementSet::open(&path) {
-            Ok(ms) => ms,
-            Err(e) => return fail(e),
-        };
-        let plan = match ms.plan(&sel, cpw) {
-            Ok(p) => p,
-            Err(e) => return fail(e),
-        };
-        let groups = plan.window_groups(budget);
-        if tx
-            .blocking_send(Msg::Plan(Box::new((ms.meta().clone(), plan.clone()))))
-            .is_err()
-        {
-            return;
-        }
-        for g in groups {
-            match ms.read_windows(&plan, &g) {
-                Ok(blocks) => {
-                    let msg = Msg::Windows(g.into_iter().zip(blocks).collect());
-                    if tx.blocking_send(msg).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => return fail(e),
-            }
-        }
-    });
-    (rx, handle)
-}
-
-/// A line of progress every tenth of the windows (or each group on a terminal).
-struct GroupProgress {
+/// A line of progress every tenth of the time chunks (or each one on a terminal).
+struct ChunkProgress {
     enabled: bool,
-    every: usize,
-    total: usize,
-    done: usize,
+    terminal: bool,
     start: Instant,
 }
 
-impl GroupProgress {
-    fn new(ctx: &Context, total: usize) -> Self {
-        let terminal = std::io::stderr().is_terminal();
+impl ChunkProgress {
+    fn new(ctx: &Context) -> Self {
         Self {
             enabled: ctx.progress.enabled(),
-            every: if terminal {
-                1
-            } else {
-                total.div_ceil(10).max(1)
-            },
-            total,
-            done: 0,
+            terminal: std::io::stderr().is_terminal(),
             start: Instant::now(),
         }
     }
 
-    fn advance(&mut self, n: usize, samples: usize) {
-        let before = self.done / self.every;
-        self.done += n;
-        if self.enabled && (self.done / self.every != before || self.done == self.total) {
+    fn advance(&self, p: Progress) {
+        let every = if self.terminal {
+            1
+        } else {
+            p.total.div_ceil(10).max(1)
+        };
+        if self.enabled && (p.done.is_multiple_of(every) || p.done == p.total) {
             let t = self.start.elapsed().as_secs_f64();
             eprintln!(
-                "windows {}/{} written, {} ({})",
-                self.done,
-                self.total,
+                "time chunks {}/{} written, {} ({})",
+                p.done,
+                p.total,
                 seconds(t),
-                rate(samples as f64, t)
+                rate(p.samples as f64, t)
             );
         }
     }
 }
 
+/// What is at the target before the import, as far as it matters.
+enum Target {
+    Empty,
+    /// A committed dataset, with its import identity (None: not an import, or unreadable).
+    Dataset(Option<Value>),
+    /// The remains of an interrupted import and its record (None: no record).
+    Interrupted(Option<Value>),
+}
+
+async fn target(store: &Store, exists: bool, leftover: bool) -> Result<Target> {
+    let (os, prefix) = (store.object_store(), store.prefix());
+    if exists {
+        let ident = open_dataset(os.clone(), prefix)
+            .await
+            .ok()
+            .filter(|d| d.meta().extra.contains_key("imported_from"))
+            .map(|d| import_identity(d.meta()));
+        return Ok(Target::Dataset(ident));
+    }
+    if leftover {
+        let pending = read_pending(&os, prefix)
+            .await
+            .map_err(|e| located(store, e))?;
+        return Ok(Target::Interrupted(pending));
+    }
+    Ok(Target::Empty)
+}
+
 async fn import(args: &ImportMsArgs, ctx: &Context, store: &Store) -> Result<()> {
     let (os, prefix) = (store.object_store(), store.prefix().clone());
     let url = store.url();
-    // The target first: a refusal comes before reading the MS.
-    let (exists, leftover) = check_target(store, args.force).await?;
+    // The target first: a refusal comes before reading the MS when it can.
+    let (exists, leftover) = check_target(store, true).await?;
+    let found = target(store, exists, leftover.is_some()).await?;
+    if !args.force {
+        match (&found, &leftover) {
+            (Target::Dataset(None), _) => {
+                bail!("{url}: a visibility dataset already exists (add --force to replace it)")
+            }
+            (Target::Interrupted(None), Some(obj)) => bail!(
+                "{url}: is not empty ({obj} exists); choose an empty location, or add --force \
+                 to replace what is there"
+            ),
+            _ => {}
+        }
+    }
 
     let sel = Selection {
         column: args.column.column(),
@@ -258,33 +249,61 @@ async fn import(args: &ImportMsArgs, ctx: &Context, store: &Store) -> Result<()>
     let stage = ctx
         .progress
         .stage(format!("reading the tables of {}", args.ms.display()));
-    let (mut rx, reader) = spawn_reader(
-        args.ms.clone(),
-        sel,
-        args.channels_per_window,
-        args.read_buffer.saturating_mul(1 << 20),
-    );
-    let result = async {
-        let (meta, plan) = match rx.recv().await {
-            Some(Msg::Plan(p)) => *p,
-            Some(Msg::Failed(e)) => return Err(anyhow!(e)),
-            _ => bail!("{}: the MeasurementSet reader stopped", args.ms.display()),
-        };
-        stage.done_with(&format!(
-            "{} of {} rows selected",
-            count(plan.rows.selected as usize),
-            count(plan.rows.total as usize)
+    let mut reader = MsReader::spawn(args.ms.clone(), sel, args.channels_per_window);
+    let MsSource { meta, plan } = reader.source().await?;
+    stage.done_with(&format!(
+        "{} of {} rows selected",
+        count(plan.rows.selected as usize),
+        count(plan.rows.total as usize)
+    ));
+    if meta.fields.len() > 1 && args.field.is_none() {
+        ctx.progress.note(&format!(
+            "note: the MeasurementSet has {} fields; importing field 0 ({}), choose \
+             another with --field",
+            meta.fields.len(),
+            meta.fields[0].name
         ));
-        if meta.fields.len() > 1 && args.field.is_none() {
-            ctx.progress.note(&format!(
-                "note: the MeasurementSet has {} fields; importing field 0 ({}), choose \
-                 another with --field",
-                meta.fields.len(),
-                meta.fields[0].name
-            ));
+    }
+    let dmeta = dataset_meta(&meta, &plan, args.precision.vis_dtype(), args.time_chunk)?;
+    let identity = {
+        let mut m = dmeta.clone();
+        m.uvw_at_create = true;
+        m.extra.insert(
+            "imported_from".into(),
+            import_manifest(&meta, &plan, 0, 0.0),
+        );
+        import_identity(&m)
+    };
+    let other = "was written from another MeasurementSet, selection or layout";
+    let resume = match (&found, args.force) {
+        (Target::Dataset(Some(id)), false) if *id == identity => {
+            drop(reader);
+            remove_pending(&os, &prefix)
+                .await
+                .map_err(|e| located(store, e))?;
+            Summary::new()
+                .row(
+                    "nothing to do",
+                    format!(
+                        "{url} already holds this import (same MeasurementSet, selection \
+                         and layout); add --force to import again"
+                    ),
+                )
+                .print();
+            return Ok(());
         }
-        let dmeta = dataset_meta(&meta, &plan, args.precision.vis_dtype(), args.time_chunk)?;
-        if exists || leftover.is_some() {
+        (Target::Dataset(_), false) => {
+            bail!(
+                "{url}: a visibility dataset already exists and {other} (add --force to replace it)"
+            )
+        }
+        (Target::Interrupted(Some(id)), false) if *id == identity => true,
+        (Target::Interrupted(_), false) => bail!(
+            "{url}: holds an interrupted import that {other}; re-run it with the same \
+             options to resume it, or add --force to replace it"
+        ),
+        (Target::Empty, _) => false,
+        (_, true) => {
             let stage = ctx
                 .progress
                 .stage(format!("removing the old dataset at {url}"));
@@ -292,57 +311,79 @@ async fn import(args: &ImportMsArgs, ctx: &Context, store: &Store) -> Result<()>
                 .await
                 .map_err(|e| located(store, e))?;
             stage.done();
+            false
         }
-        let writer = StreamingWriter::begin(os.clone(), &prefix, dmeta, uvw_tb3(&plan).view())
+    };
+    let uvw = uvw_tb3(&plan);
+    let writer = if resume {
+        ctx.progress
+            .note(&format!("{url}: resuming an interrupted import"));
+        StreamingWriter::resume(os.clone(), &prefix, dmeta, uvw.view()).await
+    } else {
+        write_pending(&os, &prefix, &identity)
             .await
             .map_err(|e| located(store, e))?;
-        let written = async {
-            let mut flagged = 0usize;
-            let mut progress = GroupProgress::new(ctx, plan.windows.len());
-            let mut samples = 0usize;
-            let mut seen = 0usize;
-            while seen < plan.windows.len() {
-                let blocks = match rx.recv().await {
-                    Some(Msg::Windows(b)) => b,
-                    Some(Msg::Failed(e)) => return Err(anyhow!(e)),
-                    _ => bail!("{}: the MeasurementSet reader stopped", args.ms.display()),
-                };
-                for (w, block) in &blocks {
-                    flagged += block.flag_rc.iter().filter(|&&f| f).count();
-                    samples += block.n_vis();
-                    writer
-                        .write_window(*w, block)
-                        .await
-                        .map_err(|e| located(store, e))?;
-                }
-                seen += blocks.len();
-                progress.advance(blocks.len(), samples);
-            }
-            Ok(flagged)
-        }
-        .await;
-        let flagged = match written {
-            Ok(f) => f,
-            Err(e) => {
-                writer.abort().await;
-                return Err(e);
-            }
-        };
-        let t = start.elapsed().as_secs_f64();
-        let m = import_manifest(&meta, &plan, flagged as u64, t);
-        let ds = writer
-            .finish([("imported_from".to_owned(), m)])
-            .await
-            .map_err(|e| located(store, e))?;
-        Ok((meta, plan, flagged, ds.meta().vis_dtype, t))
+        StreamingWriter::resume(os.clone(), &prefix, dmeta, uvw.view()).await
     }
-    .await;
-    drop(rx);
-    let _ = reader.join();
-    let (meta, plan, flagged, dtype, t) = result?;
+    .map_err(|e| located(store, e))?;
+    let windows: Vec<usize> = (0..plan.windows.len()).collect();
+    let opts = WriteOptions {
+        budget_bytes: args.read_buffer.saturating_mul(1 << 20),
+        resume,
+    };
+    let progress = ChunkProgress::new(ctx);
+    let written = reader
+        .write(writer.dataset(), &plan, &windows, opts, &mut |p| {
+            progress.advance(p)
+        })
+        .await;
+    drop(reader);
+    let written = match written {
+        Ok(w) => w,
+        // A fault of the MeasurementSet: nothing of it is kept.
+        Err(e @ MsImportError::Ms(_)) => {
+            writer.abort().await;
+            return Err(e.into());
+        }
+        // A storage fault: what was written stays, for a re-run to resume.
+        Err(e) => return Err(located_any(store, e)),
+    };
+    let flagged = written.flagged as usize;
+    let t = start.elapsed().as_secs_f64();
+    let m = import_manifest(&meta, &plan, written.flagged, t);
+    let ds = writer
+        .finish([("imported_from".to_owned(), m)])
+        .await
+        .map_err(|e| located(store, e))?;
+    remove_pending(&os, &prefix)
+        .await
+        .map_err(|e| located(store, e))?;
+    let dtype = ds.meta().vis_dtype;
     let (size, objects) = stored_size(store).await?;
-    summary(args, url, &meta, &plan, flagged, dtype, size, objects, t).print();
+    let mut s = summary(args, url, &meta, &plan, flagged, dtype, size, objects, t);
+    if resume {
+        s.row(
+            "resumed",
+            format!(
+                "an interrupted import: {} windows and {} window time chunks were already \
+                 written; {} time chunks read in {} passes",
+                written.windows_skipped,
+                written.chunks_skipped,
+                written.chunks_written,
+                written.passes
+            ),
+        );
+    }
+    s.print();
     Ok(())
+}
+
+/// `e` with the dataset's location.
+fn located_any(store: &Store, e: MsImportError) -> anyhow::Error {
+    match e {
+        MsImportError::Format(e) => located(store, e),
+        e => anyhow!(e),
+    }
 }
 
 fn summary(

@@ -240,20 +240,31 @@ pub fn invert_raw<T: Real>(
     Ok((img, prep.report(ctx.index.entries.len(), times)))
 }
 
+/// The model image of a predict: borrowed (copied once for the correction) or owned
+/// (corrected in place).
+pub enum ModelImage<'a> {
+    View(ArrayView2<'a, f64>),
+    Owned(Array2<f64>),
+}
+
 /// Predict: V_k = Σ_{x,y} I(x,y)/n · e^{−2πi(ul+vm+w(n−1))} for every row and channel.
 pub fn predict_raw<T: Real>(
     uvw_r: &[UvwMetres],
     freq_c: &[f64],
-    img_yx: ArrayView2<'_, f64>,
+    img_yx: ModelImage<'_>,
     geom: &ImageGeometry,
     req: &Request,
 ) -> Result<(Array2<Complex64>, GridReport), ImagingError> {
     let t_start = Instant::now();
-    if img_yx.dim() != (geom.npix_y, geom.npix_x) {
+    let dim = match &img_yx {
+        ModelImage::View(v) => v.dim(),
+        ModelImage::Owned(a) => a.dim(),
+    };
+    if dim != (geom.npix_y, geom.npix_x) {
         return Err(ImagingError::ShapeMismatch {
             name: "model image".into(),
             expected: format!("[{}, {}]", geom.npix_y, geom.npix_x),
-            got: format!("[{}, {}]", img_yx.dim().0, img_yx.dim().1),
+            got: format!("[{}, {}]", dim.0, dim.1),
         });
     }
     let (prep, mut times) = prepare::<T>(uvw_r, freq_c, geom, req, |_, _| true)?;
@@ -261,7 +272,12 @@ pub fn predict_raw<T: Real>(
     let span = prep.span("predict").entered();
     let ctx = prep.ctx(uvw_r, freq_c);
     let t = Instant::now();
-    let mut img: Vec<f64> = img_yx.iter().copied().collect();
+    // An owned model is corrected in place (no second image-sized buffer).
+    let mut img: Vec<f64> = match img_yx {
+        ModelImage::View(v) => v.iter().copied().collect(),
+        ModelImage::Owned(a) if a.is_standard_layout() => a.into_raw_vec_and_offset().0,
+        ModelImage::Owned(a) => a.iter().copied().collect(),
+    };
     apply_correction(lay, &mut img);
     times.correct = t.elapsed().as_secs_f64();
     let nv = lay.nv;

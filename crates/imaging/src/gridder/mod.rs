@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::ImagingError;
 use crate::coords::UvwMetres;
 use crate::image::{Image, ImageGeometry};
+use engine::ModelImage;
 pub use engine::data_extent;
 pub use fft_size::good_fft_size;
 pub use params::{DataExtent, Request, choose_layout_costed};
@@ -191,13 +192,46 @@ pub fn predict(
     geom: &ImageGeometry,
     opts: &GridderOptions,
 ) -> Result<(Array2<Complex64>, GridReport), ImagingError> {
+    check_model(uvw_r, freq_c, img_yx.view())?;
+    predict_model(uvw_r, freq_c, ModelImage::View(img_yx), geom, opts)
+}
+
+/// [`predict`] of an image the caller gives up: the gridder corrects it in place
+/// instead of copying it, so the call holds one image-sized buffer fewer.
+pub fn predict_owned(
+    uvw_r: &[UvwMetres],
+    freq_c: &[f64],
+    img_yx: Array2<f64>,
+    geom: &ImageGeometry,
+    opts: &GridderOptions,
+) -> Result<(Array2<Complex64>, GridReport), ImagingError> {
+    check_model(uvw_r, freq_c, img_yx.view())?;
+    predict_model(uvw_r, freq_c, ModelImage::Owned(img_yx), geom, opts)
+}
+
+/// The inputs of a predict: rows and channels as for [`invert`], a finite model.
+fn check_model(
+    uvw_r: &[UvwMetres],
+    freq_c: &[f64],
+    img_yx: ArrayView2<'_, f64>,
+) -> Result<(), ImagingError> {
     check_inputs(uvw_r, freq_c)?;
-    if let Some(i) = img_yx.iter().position(|v| !v.is_finite()) {
-        return Err(ImagingError::NonFinite {
+    match img_yx.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(ImagingError::NonFinite {
             name: "model image".into(),
             index: i,
-        });
+        }),
+        None => Ok(()),
     }
+}
+
+fn predict_model(
+    uvw_r: &[UvwMetres],
+    freq_c: &[f64],
+    img_yx: ModelImage<'_>,
+    geom: &ImageGeometry,
+    opts: &GridderOptions,
+) -> Result<(Array2<Complex64>, GridReport), ImagingError> {
     let req = opts.request();
     with_threads(opts.threads, || match opts.precision {
         Precision::F64 => engine::predict_raw::<f64>(uvw_r, freq_c, img_yx, geom, &req),

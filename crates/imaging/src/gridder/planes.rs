@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use num_complex::Complex;
+use num_complex::{Complex, Complex64};
 use rayon::prelude::*;
 use rustfft::num_traits::Zero;
 use rustfft::{Fft, FftDirection, FftPlanner};
@@ -90,14 +90,16 @@ impl<T: Real> PlaneFft<T> {
         let (nu, nv, nx, ny) = (layout.nu, layout.nv, layout.npix_x, layout.npix_y);
         let ld = padded(nu);
         let fft = &self.inv_u;
+        let qnx = nx / 2 + 1;
         acc_yx.par_chunks_mut(nx * BLOCK).enumerate().for_each_init(
             || {
                 (
                     vec![Complex::<T>::zero(); ld * BLOCK],
                     vec![Complex::<T>::zero(); fft.get_inplace_scratch_len()],
+                    vec![Complex64::new(1.0, 0.0); if screens.is_some() { qnx } else { 0 }],
                 )
             },
-            |(buf, scratch), (blk, acc)| {
+            |(buf, scratch, srow), (blk, acc)| {
                 let y0 = blk * BLOCK;
                 let nb = acc.len() / nx;
                 // Rows outside `rows` are zero in the grid; the rest are overwritten below.
@@ -141,12 +143,12 @@ impl<T: Real> PlaneFft<T> {
                     match screens {
                         Some(s) => {
                             // Screen index |x − nx/2|: nx/2 − x below the centre.
-                            let srow = s.row(qy);
+                            s.fill_row(qy, srow);
                             let rev = srow[1..=nx / 2].iter().rev();
                             for ((d, f), sc) in dlo.iter_mut().zip(slo).zip(rev) {
                                 *d += f.re.to_f() * sc.re - f.im.to_f() * sc.im;
                             }
-                            for ((d, f), sc) in dhi.iter_mut().zip(shi).zip(srow) {
+                            for ((d, f), sc) in dhi.iter_mut().zip(shi).zip(srow.iter()) {
                                 *d += f.re.to_f() * sc.re - f.im.to_f() * sc.im;
                             }
                         }
@@ -177,14 +179,16 @@ impl<T: Real> PlaneFft<T> {
         let ld = padded(nu);
         let fft = &self.fwd_u;
         let out = SharedMut(grid.as_mut_ptr());
+        let qnx = nx / 2 + 1;
         img_yx.par_chunks(nx * BLOCK).enumerate().for_each_init(
             || {
                 (
                     vec![Complex::<T>::zero(); ld * BLOCK],
                     vec![Complex::<T>::zero(); fft.get_inplace_scratch_len()],
+                    vec![Complex64::new(1.0, 0.0); if screens.is_some() { qnx } else { 0 }],
                 )
             },
-            |(buf, scratch), (blk, img)| {
+            |(buf, scratch, srow), (blk, img)| {
                 let y0 = blk * BLOCK;
                 let nb = img.len() / nx;
                 for b in 0..nb {
@@ -199,12 +203,12 @@ impl<T: Real> PlaneFft<T> {
                     let (slo, shi) = src.split_at(nx / 2);
                     match screens {
                         Some(s) => {
-                            let srow = s.row(qy);
+                            s.fill_row(qy, srow);
                             let rev = srow[1..=nx / 2].iter().rev();
                             for ((d, &v), sc) in dhi.iter_mut().zip(slo).zip(rev) {
                                 *d = Complex::new(T::from_f(sc.re * v), T::from_f(-sc.im * v));
                             }
-                            for ((d, &v), sc) in dlo.iter_mut().zip(shi).zip(srow) {
+                            for ((d, &v), sc) in dlo.iter_mut().zip(shi).zip(srow.iter()) {
                                 *d = Complex::new(T::from_f(sc.re * v), T::from_f(-sc.im * v));
                             }
                         }

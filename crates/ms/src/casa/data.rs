@@ -13,11 +13,12 @@ use std::ops::Range;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use aperture_imaging::vis::VisBlock;
-use num_complex::{Complex, Complex64};
+use num_complex::{Complex, Complex32, Complex64};
 use rubbl_casatables::GlueDataType as T;
 
 use super::rows::check_main_columns;
 use super::table::Tab;
+use crate::chunks::{ChunkValues, Precision, TimeChunk, WindowChunk};
 use crate::corr::{Hand, Sample, StokesI, combine_parallel, direct};
 use crate::error::MsError;
 use crate::plan::{Plan, SelectedSpw, WeightSource};
@@ -279,22 +280,291 @@ fn read_group_in_blocks(
     })
 }
 
+/// A raw block of rows of time chunk `tc` for [`read_time_chunks`]; `last` marks the
+/// chunk's last block (a chunk without rows is one empty block).
+#[derive(Debug, Default)]
+struct ChunkRaw {
+    tc: usize,
+    last: bool,
+    raw: RawBlock,
+}
+
+/// Where the decoder of [`read_time_chunks`] puts samples: the group's windows, the
+/// grid's baselines and the chunks' length in integrations.
+#[derive(Debug, Clone)]
+struct ChunkShape<'a> {
+    windows: &'a [(usize, Range<usize>)],
+    nbl: usize,
+    ntime: usize,
+    time_chunk: usize,
+    precision: Precision,
+}
+
+impl ChunkShape<'_> {
+    fn times(&self, tc: usize) -> Range<usize> {
+        let t0 = tc * self.time_chunk;
+        t0..(t0 + self.time_chunk).min(self.ntime)
+    }
+
+    fn empty(&self, tc: usize) -> TimeChunk {
+        TimeChunk {
+            index: tc,
+            times: self.times(tc),
+            windows: self
+                .windows
+                .iter()
+                .map(|(w, chans)| {
+                    WindowChunk::empty(*w, self.time_chunk * self.nbl * chans.len(), self.precision)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Stokes I of row `r` for every channel of `chans` into `out` at sample `at`.
+fn decode_row(
+    lay: &CellLayout,
+    raw: &RawBlock,
+    r: usize,
+    chans: &Range<usize>,
+    out: &mut WindowChunk,
+    at: usize,
+) {
+    let n = chans.len();
+    let flag = &mut out.flag[at..at + n];
+    match &mut out.values {
+        ChunkValues::Single { vis, weight } => {
+            let (vis, weight) = (&mut vis[at..at + n], &mut weight[at..at + n]);
+            for (k, c) in chans.clone().enumerate() {
+                let s = lay.sample(raw, r, c - lay.chan0);
+                vis[k] = Complex32::new(s.vis.re as f32, s.vis.im as f32);
+                weight[k] = s.weight as f32;
+                flag[k] = s.flag;
+            }
+        }
+        ChunkValues::Double { vis, weight } => {
+            let (vis, weight) = (&mut vis[at..at + n], &mut weight[at..at + n]);
+            for (k, c) in chans.clone().enumerate() {
+                let s = lay.sample(raw, r, c - lay.chan0);
+                vis[k] = s.vis;
+                weight[k] = s.weight;
+                flag[k] = s.flag;
+            }
+        }
+    }
+}
+
+/// Decodes raw blocks into time chunks, handing each complete one to `sink`, until the
+/// reader hangs up or `sink` declines (returns false).
+fn decode_chunks(
+    lay: CellLayout,
+    shape: &ChunkShape<'_>,
+    full: Receiver<ChunkRaw>,
+    empty: SyncSender<ChunkRaw>,
+    sink: &mut (dyn FnMut(TimeChunk) -> bool + Send),
+) {
+    let mut current: Option<TimeChunk> = None;
+    for block in full {
+        let tc = block.tc;
+        let chunk = match &mut current {
+            Some(c) if c.index == tc => c,
+            _ => current.insert(shape.empty(tc)),
+        };
+        let base = tc * shape.time_chunk * shape.nbl;
+        for (r, &cell) in block.raw.cells.iter().enumerate() {
+            for ((_, chans), out) in shape.windows.iter().zip(&mut chunk.windows) {
+                decode_row(&lay, &block.raw, r, chans, out, (cell - base) * chans.len());
+            }
+        }
+        let last = block.last;
+        // The reader may have finished; then the block is simply dropped.
+        let _ = empty.try_send(block);
+        if last && let Some(mut done) = current.take() {
+            let real = done.times.len() * shape.nbl;
+            for (w, (_, chans)) in done.windows.iter_mut().zip(shape.windows) {
+                let n = real * chans.len();
+                w.flagged = w.flag[..n].iter().filter(|&&f| f).count() as u64;
+            }
+            if !sink(done) {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads time chunks `chunks` (ascending, of `time_chunk` integrations each) of windows
+/// `group` of `plan` (all of one spectral window), handing each to `sink` in order as
+/// soon as its rows are decoded; stops early when `sink` returns false. Each block of
+/// rows is read under the casacore lock (taken here, per block: the caller must not
+/// hold it), while a second thread decodes the previous block and calls `sink`.
+pub(crate) fn read_time_chunks(
+    main: &mut Tab,
+    plan: &Plan,
+    group: &[usize],
+    time_chunk: usize,
+    chunks: &[usize],
+    precision: Precision,
+    sink: &mut (dyn FnMut(TimeChunk) -> bool + Send),
+) -> Result<(), MsError> {
+    read_time_chunks_in_blocks(
+        main,
+        plan,
+        group,
+        (time_chunk, chunks),
+        precision,
+        sink,
+        BLOCK_BYTES,
+    )
+}
+
+fn read_time_chunks_in_blocks(
+    main: &mut Tab,
+    plan: &Plan,
+    group: &[usize],
+    (time_chunk, chunks): (usize, &[usize]),
+    precision: Precision,
+    sink: &mut (dyn FnMut(TimeChunk) -> bool + Send),
+    block_bytes: usize,
+) -> Result<(), MsError> {
+    let Some(&first) = group.first() else {
+        return Ok(());
+    };
+    if time_chunk == 0 {
+        return Err(MsError::selection("time chunk", "must be at least 1"));
+    }
+    if let Some(&w) = group.iter().find(|&&w| w >= plan.windows.len()) {
+        return Err(MsError::selection(
+            "windows",
+            format!("window {w} of {}", plan.windows.len()),
+        ));
+    }
+    let s = plan.windows[first].spw;
+    if group.iter().any(|&w| plan.windows[w].spw != s) {
+        return Err(MsError::selection(
+            "windows",
+            "a group must hold windows of one spectral window",
+        ));
+    }
+    let l = &plan.layout;
+    let nchunks = l.ntime().div_ceil(time_chunk);
+    if let Some(&tc) = chunks.iter().find(|&&tc| tc >= nchunks) {
+        return Err(MsError::selection(
+            "time chunks",
+            format!("chunk {tc} of {nchunks}"),
+        ));
+    }
+    let column = plan.column.column();
+    let double = {
+        let _guard = crate::casacore_lock();
+        check_main_columns(main, column)? == T::TpDComplex
+    };
+    let spw = &plan.spws[s];
+    let windows: Vec<(usize, Range<usize>)> = group
+        .iter()
+        .map(|&w| (w, plan.windows[w].chans.clone()))
+        .collect();
+    let chan0 = windows.iter().map(|c| c.1.start).min().unwrap_or(0);
+    let chan1 = windows.iter().map(|c| c.1.end).max().unwrap_or(0);
+    let lay = CellLayout {
+        ncorr: spw.ncorr,
+        nsel: chan1 - chan0,
+        chan0,
+        per_channel_weight: plan.weight_source == WeightSource::Spectrum,
+        stokes_i: spw.stokes_i,
+    };
+    let row_bytes = lay.nsel * lay.ncorr * (if double { 16 } else { 8 } + 1 + 4);
+    let block_rows = (block_bytes / row_bytes.max(1)).max(1);
+    let shape = ChunkShape {
+        windows: &windows,
+        nbl: l.nbaseline(),
+        ntime: l.ntime(),
+        time_chunk,
+        precision,
+    };
+    // The spectral window's rows of each wanted chunk, ascending by row.
+    let cells_per_chunk = time_chunk * l.nbaseline();
+    let mut slot = vec![usize::MAX; nchunks];
+    for (i, &tc) in chunks.iter().enumerate() {
+        slot[tc] = i;
+    }
+    let mut rows_of: Vec<Vec<(u64, usize)>> = vec![Vec::new(); chunks.len()];
+    for &(row, cell) in &l.spw_rows[s] {
+        let i = slot[cell / cells_per_chunk];
+        if i != usize::MAX {
+            rows_of[i].push((row, cell));
+        }
+    }
+
+    let block_rows = block_rows.min(rows_of.iter().map(Vec::len).max().unwrap_or(1).max(1));
+    let (full_tx, full_rx) = sync_channel::<ChunkRaw>(1);
+    let (empty_tx, empty_rx) = sync_channel::<ChunkRaw>(BUFFERS);
+    std::thread::scope(|scope| {
+        let shape = &shape;
+        let decoder = scope.spawn(move || decode_chunks(lay, shape, full_rx, empty_tx, sink));
+        let mut row_numbers = Vec::with_capacity(block_rows);
+        let read = (|| {
+            for (&tc, rows) in chunks.iter().zip(&rows_of) {
+                let nblocks = rows.len().div_ceil(block_rows).max(1);
+                for b in 0..nblocks {
+                    let part = &rows
+                        [(b * block_rows).min(rows.len())..((b + 1) * block_rows).min(rows.len())];
+                    let mut block = empty_rx.try_recv().unwrap_or_default();
+                    block.tc = tc;
+                    block.last = b + 1 == nblocks;
+                    row_numbers.clear();
+                    row_numbers.extend(part.iter().map(|&(r, _)| r));
+                    block.raw.cells.clear();
+                    block.raw.cells.extend(part.iter().map(|&(_, c)| c));
+                    if !part.is_empty() {
+                        let _guard = crate::casacore_lock();
+                        read_block(
+                            main,
+                            plan,
+                            spw,
+                            &lay,
+                            (column, double),
+                            &row_numbers,
+                            &mut block.raw,
+                        )?;
+                    }
+                    if full_tx.send(block).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })();
+        drop(full_tx);
+        match decoder.join() {
+            Ok(()) => read,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::select::Selection;
 
-    #[test]
-    fn blocks_of_any_size_give_the_same_samples() {
-        // The fixture's rows read one at a time, seven at a time and all at once, for
-        // its two spectral windows split into windows of 2 channels read as one group.
+    /// The fixture's main table and its plan in windows of 2 channels (call with the
+    /// casacore lock held).
+    fn fixture_in_windows_of_2() -> (Tab, Plan) {
         let ms = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/data/ms/low-linear.ms");
-        let _casacore = crate::casacore_lock();
         let mut main = Tab::open(&ms, "MAIN").unwrap();
         let meta = super::super::subtables::read_meta(&ms, &main).unwrap();
         let plan =
             super::super::rows::plan(&mut main, &meta, &Selection::default(), Some(2)).unwrap();
+        (main, plan)
+    }
+
+    #[test]
+    fn blocks_of_any_size_give_the_same_samples() {
+        // The fixture's rows read one at a time, seven at a time and all at once, for
+        // its two spectral windows split into windows of 2 channels read as one group.
+        let _casacore = crate::casacore_lock();
+        let (mut main, plan) = fixture_in_windows_of_2();
         let spw0: Vec<usize> = (0..plan.windows.len())
             .filter(|&w| plan.windows[w].spw == 0)
             .collect();
@@ -316,5 +586,93 @@ mod tests {
             assert_eq!(one[0].flag_rc, all[k].flag_rc);
         }
         assert!(all[0].flag_rc.iter().any(|&f| !f));
+    }
+
+    #[test]
+    fn time_chunks_are_the_blocks_cut_along_time() {
+        // Oracle: the group read whole (read_group_in_blocks above), narrowed to f32 and
+        // cut into chunks of 1, 2 and 3 integrations (padding flagged), read in blocks of
+        // one row and of all rows; a subset of chunks gives just those chunks.
+        let guard = crate::casacore_lock();
+        let (mut main, plan) = fixture_in_windows_of_2();
+        let group: Vec<usize> = (0..plan.windows.len())
+            .filter(|&w| plan.windows[w].spw == 1)
+            .collect();
+        let whole = read_group_in_blocks(&mut main, &plan, &group, usize::MAX).unwrap();
+        drop(guard);
+        let (nt, nbl) = (plan.layout.ntime(), plan.layout.nbaseline());
+        for tchunk in [1, 2, 3] {
+            for bytes in [1, usize::MAX] {
+                let nchunks = nt.div_ceil(tchunk);
+                let wanted: Vec<usize> = if tchunk == 1 {
+                    vec![0, nchunks - 1]
+                } else {
+                    (0..nchunks).collect()
+                };
+                let mut got = Vec::new();
+                read_time_chunks_in_blocks(
+                    &mut main,
+                    &plan,
+                    &group,
+                    (tchunk, &wanted),
+                    Precision::Single,
+                    &mut |c| {
+                        got.push(c);
+                        true
+                    },
+                    bytes,
+                )
+                .unwrap();
+                assert_eq!(
+                    got.iter().map(|c| c.index).collect::<Vec<_>>(),
+                    wanted,
+                    "{tchunk}"
+                );
+                for c in &got {
+                    for (k, wc) in c.windows.iter().enumerate() {
+                        let b = &whole[k];
+                        let nchan = b.n_chan();
+                        let len = tchunk * nbl * nchan;
+                        let ChunkValues::Single { vis, weight } = &wc.values else {
+                            panic!("f32 asked for")
+                        };
+                        assert_eq!((vis.len(), weight.len(), wc.flag.len()), (len, len, len));
+                        let mut flagged = 0;
+                        for i in 0..len {
+                            let (row, ch) = (c.index * tchunk * nbl + i / nchan, i % nchan);
+                            if row < nt * nbl {
+                                let v = b.vis_rc[[row, ch]];
+                                assert_eq!(vis[i], Complex32::new(v.re as f32, v.im as f32));
+                                assert_eq!(weight[i], b.weight_rc[[row, ch]] as f32);
+                                assert_eq!(wc.flag[i], b.flag_rc[[row, ch]]);
+                                flagged += u64::from(wc.flag[i]);
+                            } else {
+                                assert!(wc.flag[i] && weight[i] == 0.0, "padding");
+                            }
+                        }
+                        assert_eq!(wc.flagged, flagged);
+                    }
+                }
+            }
+        }
+        // A sink that declines stops the read after one chunk.
+        let mut n = 0;
+        read_time_chunks(
+            &mut main,
+            &plan,
+            &group,
+            1,
+            &[0, 1, 2],
+            Precision::Double,
+            &mut |c| {
+                assert!(matches!(c.windows[0].values, ChunkValues::Double { .. }));
+                n += 1;
+                false
+            },
+        )
+        .unwrap();
+        assert_eq!(n, 1);
+        let _guard = crate::casacore_lock();
+        drop(main);
     }
 }

@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 
+use super::survey::SurveyResult;
 use crate::formats::zarr_vis::open_dataset;
 use crate::plan::ms::MsSource;
 use crate::plan::{InputFacts, PLAN_KEY, Plan, PlanError, PlanOptions, VIS_KEY, make_plan};
@@ -19,6 +20,9 @@ pub enum PrepareError {
     /// The input dataset cannot be opened or described.
     #[error("spec.input.visibilities: {0}")]
     Input(String),
+    /// The worker's survey of `spec.input.measurementSet` failed or does not fit the job.
+    #[error("spec.input.measurementSet: {0}")]
+    Survey(String),
     /// The output holds a different job.
     #[error(
         "{output} already holds job {job:?} with a different spec (plan digest {existing:.12} ≠ {new:.12}); \
@@ -102,7 +106,10 @@ pub async fn prepare(
     prepare_with(job, output, force, &StoreOptions::default()).await
 }
 
-/// [`prepare`] with explicit object-store options for the output and the input.
+/// [`prepare`] with explicit object-store options for the output and the input. A
+/// MeasurementSet input is opened here (so this process must be able to read it); the
+/// operator, which cannot, plans from a worker's survey instead
+/// ([`prepare_from_survey`]).
 pub async fn prepare_with(
     job: &ImagingJob,
     output: &str,
@@ -110,36 +117,8 @@ pub async fn prepare_with(
     options: &StoreOptions,
 ) -> Result<(Plan, Store), PrepareError> {
     let out = Store::from_url_with(output, options)?;
-    let name = job.metadata.name.clone().unwrap_or_else(|| "job".into());
-    let new_digest = crate::plan::spec_digest(&job.spec);
-    if out.exists(PLAN_KEY).await? {
-        let existing: Plan = out.get_json(PLAN_KEY).await?;
-        if existing.spec_digest == new_digest && existing.job == name {
-            return Ok((existing, out));
-        }
-        if !force {
-            return Err(PrepareError::DifferentSpec {
-                output: out.url().to_string(),
-                job: existing.job,
-                existing: existing.spec_digest,
-                new: new_digest,
-            });
-        }
-        for prefix in [
-            "tasks/",
-            "cycles/",
-            "weights/",
-            "products/",
-            "diagnostics/",
-            "vis.zarr/",
-            "predicted.zarr/",
-            "import/",
-        ] {
-            for key in out.list(prefix).await? {
-                out.delete(&key).await?;
-            }
-        }
-        out.delete(PLAN_KEY).await?;
+    if let Some(existing) = existing_plan(job, &out, force).await? {
+        return Ok((existing, out));
     }
     // A MeasurementSet is opened once: its facts plan the job, and the dataset's layout
     // is created before plan.json is written (a plan present = a layout present).
@@ -151,13 +130,92 @@ pub async fn prepare_with(
         Some(src) => src.facts(),
         None => input_facts_with(job, options).await?,
     };
+    let plan = plan_from_facts(job, &out, &facts)?;
+    if let Some(src) = ms {
+        create_ms_layout(&out, &plan.visibilities, src, options).await?;
+    }
+    out.put_json(PLAN_KEY, &plan).await?;
+    Ok((plan, out))
+}
+
+/// Plans a job whose `spec.input.measurementSet` a worker has surveyed (the operator's
+/// path: `survey` is `import/survey.json`, written by [`super::survey`] after it created
+/// the dataset's layout and `import/dataset.json`, exactly as [`prepare_with`] does). An
+/// existing plan of the same spec is returned (a resume); a different one is refused.
+pub async fn prepare_from_survey(
+    job: &ImagingJob,
+    output: &str,
+    survey: &SurveyResult,
+    options: &StoreOptions,
+) -> Result<(Plan, Store), PrepareError> {
+    let out = Store::from_url_with(output, options)?;
+    if let Some(existing) = existing_plan(job, &out, false).await? {
+        return Ok((existing, out));
+    }
+    let facts = survey.facts_for(job).map_err(PrepareError::Survey)?;
+    let plan = plan_from_facts(job, &out, facts)?;
+    out.put_json(PLAN_KEY, &plan).await?;
+    Ok((plan, out))
+}
+
+/// The plan already stored at `out` when it was made from the same spec (a resume);
+/// `None` when there is none. A plan of another spec is refused unless `force`, which
+/// deletes the old job's tasks, cycles, products and diagnostics first.
+async fn existing_plan(
+    job: &ImagingJob,
+    out: &Store,
+    force: bool,
+) -> Result<Option<Plan>, PrepareError> {
+    if !out.exists(PLAN_KEY).await? {
+        return Ok(None);
+    }
+    let name = job.metadata.name.clone().unwrap_or_else(|| "job".into());
+    let new_digest = crate::plan::spec_digest(&job.spec);
+    let existing: Plan = out.get_json(PLAN_KEY).await?;
+    if existing.spec_digest == new_digest && existing.job == name {
+        return Ok(Some(existing));
+    }
+    if !force {
+        return Err(PrepareError::DifferentSpec {
+            output: out.url().to_string(),
+            job: existing.job,
+            existing: existing.spec_digest,
+            new: new_digest,
+        });
+    }
+    for prefix in [
+        "tasks/",
+        "cycles/",
+        "weights/",
+        "products/",
+        "diagnostics/",
+        "vis.zarr/",
+        "predicted.zarr/",
+        "import/",
+    ] {
+        for key in out.list(prefix).await? {
+            out.delete(&key).await?;
+        }
+    }
+    out.delete(PLAN_KEY).await?;
+    Ok(None)
+}
+
+/// The plan of `job` on `out` from the input's facts, with its trace key (the
+/// ImagingJob's uid, else a fresh value).
+fn plan_from_facts(
+    job: &ImagingJob,
+    out: &Store,
+    facts: &InputFacts,
+) -> Result<Plan, PrepareError> {
+    let name = job.metadata.name.clone().unwrap_or_else(|| "job".into());
     let visibilities = match &job.spec.input.visibilities {
         Some(v) => v.clone(),
         None => out.child(VIS_KEY).url().to_string(),
     };
     let mut plan = make_plan(
         &job.spec,
-        &facts,
+        facts,
         &PlanOptions {
             job: name,
             output: out.url().to_string(),
@@ -173,23 +231,32 @@ pub async fn prepare_with(
             aperture_telemetry::now_unix_nano()
         ),
     };
-    if let Some(src) = ms {
-        let vis = Store::from_url_with(&plan.visibilities, options)?;
-        // On a blocking thread with its own `block_on`: the layout writer's stream
-        // combinators otherwise defeat rustc's proof that the operator's reconcile future
-        // is Send ("Send is not general enough"), and block_on needs no Send.
-        let (o, rt) = (out.clone(), tokio::runtime::Handle::current());
-        tokio::task::spawn_blocking(move || {
-            rt.block_on(crate::tasks::import::create_layout(&o, &vis, &src))
-        })
-        .await
-        .map_err(|e| {
-            PlanError::input(
-                crate::plan::ms::FIELD,
-                format!("creating the dataset layout failed: {e}"),
-            )
-        })??;
-    }
-    out.put_json(PLAN_KEY, &plan).await?;
-    Ok((plan, out))
+    Ok(plan)
+}
+
+/// Creates the layout of the dataset `src` is imported into at `vis_url` and records
+/// `import/dataset.json` in `out` ([`crate::tasks::import::create_layout`]); shared by
+/// the local planner and the operator's survey worker.
+pub(super) async fn create_ms_layout(
+    out: &Store,
+    vis_url: &str,
+    src: MsSource,
+    options: &StoreOptions,
+) -> Result<(), PrepareError> {
+    let vis = Store::from_url_with(vis_url, options)?;
+    // On a blocking thread with its own `block_on`: the layout writer's stream
+    // combinators otherwise defeat rustc's proof that the operator's reconcile future
+    // is Send ("Send is not general enough"), and block_on needs no Send.
+    let (o, rt) = (out.clone(), tokio::runtime::Handle::current());
+    tokio::task::spawn_blocking(move || {
+        rt.block_on(crate::tasks::import::create_layout(&o, &vis, &src))
+    })
+    .await
+    .map_err(|e| {
+        PlanError::input(
+            crate::plan::ms::FIELD,
+            format!("creating the dataset layout failed: {e}"),
+        )
+    })??;
+    Ok(())
 }

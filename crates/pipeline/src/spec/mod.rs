@@ -3,6 +3,7 @@
 
 mod auto;
 mod calibration;
+mod cluster;
 mod crd;
 mod deconvolution;
 mod image;
@@ -14,6 +15,7 @@ mod validate;
 
 pub use auto::AutoOr;
 pub use calibration::{CalibrationSpec, SolutionTerm, TermSpec};
+pub use cluster::{SCRATCH_MOUNT, SCRATCH_VOLUME};
 pub use crd::{BoundGuard, NAME_MAX_LENGTH, NAME_PATTERN, bound_guard, crd, open_api_v3_schema};
 pub use deconvolution::{CleanAlgorithm, DeconvolutionSpec, WindowKind, WindowSpec};
 pub use image::{ImageSpec, PrecisionSpec, WeightingKind, WeightingSpecYaml};
@@ -122,6 +124,12 @@ impl ImagingJobSpec {
     /// Checks every field; the error names the field path (e.g. `spec.image.epsilon`).
     pub fn validate(&self) -> Result<(), SpecError> {
         validate::validate(self)
+    }
+
+    /// The operator's checks beyond [`Self::validate`]: worker volumes and mounts, and a
+    /// MeasurementSet input under a mount (spec/cluster.rs).
+    pub fn validate_cluster(&self) -> Result<(), SpecError> {
+        cluster::validate_cluster(self)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration, Volume, VolumeMount};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +91,16 @@ pub struct WorkersSpec {
     /// Pod affinity / anti-affinity / node affinity of the worker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// Volumes of every worker pod (Kubernetes `Volume`s: a persistentVolumeClaim, nfs,
+    /// hostPath …), e.g. the filesystem holding `spec.input.measurementSet`. The name
+    /// `tmp` is the operator's scratch volume. Ignored by `aperture run`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// Where the worker container mounts `volumes` (Kubernetes `VolumeMount`s; `/tmp` is
+    /// the scratch volume's). A MeasurementSet input's path must lie under one of them.
+    /// Ignored by `aperture run`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
 }
 
 /// Object-store access.

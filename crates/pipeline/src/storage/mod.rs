@@ -215,6 +215,48 @@ impl Store {
         Ok(())
     }
 
+    /// Writes an object made lazily by `parts` (each of at least 5 MiB but the last,
+    /// as S3 requires), one part in flight at a time, so that a large object never
+    /// exists in memory whole: a multipart upload, atomic and aborted on failure as in
+    /// [`Store::put_large`]. A single part is written with a single [`Store::put`].
+    pub async fn put_parts(
+        &self,
+        key: &str,
+        mut parts: impl Iterator<Item = Bytes>,
+    ) -> Result<(), StorageError> {
+        let Some(first) = parts.next() else {
+            return self.put(key, Bytes::new()).await;
+        };
+        let mut parts = parts.peekable();
+        if parts.peek().is_none() {
+            return self.put(key, first).await;
+        }
+        let path = self.path(key)?;
+        let mut upload = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|e| self.err(key, e))?;
+        let mut result = upload.put_part(PutPayload::from(first)).await;
+        for part in parts {
+            if result.is_err() {
+                break;
+            }
+            result = upload.put_part(PutPayload::from(part)).await;
+        }
+        let result = match result {
+            Ok(()) => upload.complete().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            if let Err(abort) = upload.abort().await {
+                tracing::warn!(key = %self.key_url(key), error = %abort, "aborting multipart upload failed");
+            }
+            return Err(self.err(key, e));
+        }
+        Ok(())
+    }
+
     /// Reads the whole object at `key`; [`StorageError::NotFound`] if there is none.
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let path = self.path(key)?;

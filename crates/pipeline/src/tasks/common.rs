@@ -1,19 +1,24 @@
 //! What every task needs: the plan, the output and visibility stores, and helpers to read
 //! and write partials and to rebuild the image geometry and gridder options from the plan.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
+use aperture_imaging::calib::NormalEquations;
 use aperture_imaging::gridder::{GridderOptions, Precision};
 use aperture_imaging::image::ImageGeometry;
 use aperture_imaging::weighting::{WeightingScheme, WeightingSpec};
 use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use tracing::Instrument;
 
+use super::partial::{PartEncoder, PartImage, encode_header};
 use super::{Partial, TaskError, TaskManifest};
 use crate::formats::zarr_vis::{VisDataset, open_dataset};
 use crate::plan::{PLAN_KEY, Plan};
 use crate::spec::{CleanAlgorithm, PipelineKind, PrecisionSpec, WeightingKind};
-use crate::storage::Store;
+use crate::storage::{MULTIPART_PART_SIZE, StorageError, Store};
 
 /// A task's world.
 #[derive(Debug, Clone)]
@@ -92,19 +97,32 @@ impl TaskEnv {
         Ok(open_dataset(self.vis.object_store(), self.vis.prefix()).await?)
     }
 
+    /// Reads the partial at `key`: a large one image by image ([`Partial::read_ranged`]),
+    /// so its bytes and its images are never held whole together.
     pub async fn read_partial(
         &self,
         key: &str,
         m: &mut TaskManifest,
     ) -> Result<Partial, TaskError> {
         let t = Instant::now();
-        let bytes = self
-            .out
-            .get(key)
-            .instrument(tracing::info_span!("read", key))
-            .await?;
-        m.bytes_in += bytes.len() as u64;
-        let p = Partial::from_bytes(&bytes, &self.out.key_url(key))?;
+        let span = tracing::info_span!("read", key);
+        let url = self.out.key_url(key);
+        let p = match self.out.head(key).instrument(span.clone()).await? {
+            Some(len) if len > MULTIPART_PART_SIZE as u64 => {
+                m.bytes_in += len;
+                let read = |r: std::ops::Range<u64>| async move {
+                    Ok::<_, TaskError>(self.out.get_range(key, r).await?)
+                };
+                Partial::read_ranged(len, &url, read)
+                    .instrument(span)
+                    .await?
+            }
+            _ => {
+                let bytes = self.out.get(key).instrument(span).await?;
+                m.bytes_in += bytes.len() as u64;
+                Partial::from_bytes(&bytes, &url)?
+            }
+        };
         m.read_seconds += t.elapsed().as_secs_f64();
         Ok(p)
     }
@@ -115,14 +133,123 @@ impl TaskEnv {
         p: &Partial,
         m: &mut TaskManifest,
     ) -> Result<(), TaskError> {
+        self.write_images(key, &p.images(), &p.scalars, p.neq.as_ref(), m)
+            .await
+    }
+
+    /// Writes a partial of `images` (each scaled as it is written) with `scalars` and
+    /// `neq`, streamed in [`MULTIPART_PART_SIZE`] parts: no byte copy of the images is
+    /// ever whole in memory.
+    pub async fn write_images(
+        &self,
+        key: &str,
+        images: &[PartImage<'_>],
+        scalars: &BTreeMap<String, f64>,
+        neq: Option<&NormalEquations>,
+        m: &mut TaskManifest,
+    ) -> Result<(), TaskError> {
         let t = Instant::now();
-        let bytes = Bytes::from(p.to_bytes());
-        m.bytes_out += bytes.len() as u64;
-        let span = tracing::info_span!("write", key, bytes = bytes.len() as i64);
-        if bytes.len() > 64 << 20 {
-            self.out.put_large(key, bytes).instrument(span).await?;
-        } else {
-            self.out.put(key, bytes).instrument(span).await?;
+        let enc = PartEncoder::new(images, scalars, neq, MULTIPART_PART_SIZE);
+        let len = enc.total_len();
+        m.bytes_out += len as u64;
+        let span = tracing::info_span!("write", key, bytes = len as i64);
+        self.out
+            .put_parts(key, enc.map(Bytes::from))
+            .instrument(span)
+            .await?;
+        m.write_seconds += t.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
+
+/// A partial written while it is made: its header first, then each image as soon as it
+/// exists, in multipart parts, so an image can be freed before the next is computed.
+/// The object appears only when [`PartialUpload::finish`] completes.
+pub struct PartialUpload {
+    key_url: String,
+    upload: Box<dyn MultipartUpload>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for PartialUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartialUpload")
+            .field("key_url", &self.key_url)
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskEnv {
+    /// Starts the partial `key` holding images of these names and shapes (in order).
+    pub async fn begin_partial(
+        &self,
+        key: &str,
+        shapes: &[(String, [usize; 2])],
+        scalars: &BTreeMap<String, f64>,
+        neq: Option<&NormalEquations>,
+        m: &mut TaskManifest,
+    ) -> Result<PartialUpload, TaskError> {
+        let key_url = self.out.key_url(key);
+        let rel = ObjectPath::parse(key)
+            .map_err(|e| TaskError::Permanent(format!("{key_url}: bad key: {e}")))?;
+        let path: ObjectPath = self.out.prefix().parts().chain(rel.parts()).collect();
+        let upload = self
+            .out
+            .object_store()
+            .put_multipart(&path)
+            .await
+            .map_err(|e| StorageError::from_object_store(key_url.clone(), e))?;
+        let buf = encode_header(shapes, scalars, neq);
+        m.bytes_out += buf.len() as u64;
+        Ok(PartialUpload {
+            key_url,
+            upload,
+            buf,
+        })
+    }
+}
+
+impl PartialUpload {
+    /// Appends the next image (as named at [`TaskEnv::begin_partial`]).
+    pub async fn write(
+        &mut self,
+        img: PartImage<'_>,
+        m: &mut TaskManifest,
+    ) -> Result<(), TaskError> {
+        let t = Instant::now();
+        let images = [img];
+        for chunk in PartEncoder::body(&images, MULTIPART_PART_SIZE) {
+            m.bytes_out += chunk.len() as u64;
+            self.buf.extend_from_slice(&chunk);
+            if self.buf.len() >= MULTIPART_PART_SIZE {
+                let rest = self.buf.split_off(MULTIPART_PART_SIZE);
+                let part = std::mem::replace(&mut self.buf, rest);
+                self.put(part).await?;
+            }
+        }
+        m.write_seconds += t.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    async fn put(&mut self, part: Vec<u8>) -> Result<(), TaskError> {
+        match self.upload.put_part(PutPayload::from(part)).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = self.upload.abort().await;
+                Err(StorageError::from_object_store(self.key_url.clone(), e).into())
+            }
+        }
+    }
+
+    /// Sends what is left and completes the object.
+    pub async fn finish(mut self, m: &mut TaskManifest) -> Result<(), TaskError> {
+        let t = Instant::now();
+        let last = std::mem::take(&mut self.buf);
+        self.put(last).await?;
+        if let Err(e) = self.upload.complete().await {
+            let _ = self.upload.abort().await;
+            return Err(StorageError::from_object_store(self.key_url.clone(), e).into());
         }
         m.write_seconds += t.elapsed().as_secs_f64();
         Ok(())

@@ -3,26 +3,23 @@
 //! 1. the planner ([`create_layout`]) creates the Zarr arrays, coordinates and `UVW` of
 //!    `<output>/vis.zarr` once, without the group metadata, and records the dataset's
 //!    metadata and the import manifest in `import/dataset.json`;
-//! 2. each `import` task re-opens the MS, reads its shard's windows (groups of windows of
-//!    one spectral window per pass over the main table, as `aperture import ms` does) and
-//!    writes them; windows are independent objects, so tasks run in any order and a
-//!    re-run rewrites the same bytes;
+//! 2. each `import` task re-opens the MS and streams its shard's windows into the
+//!    dataset time chunk by time chunk, as `aperture import ms` does
+//!    ([`crate::formats::ms_import`]); windows are independent objects, so tasks run in
+//!    any order, and a re-run skips what an earlier attempt stored;
 //! 3. the `import-commit` task checks that every window is complete and writes the group
 //!    metadata with the manifest (flagged counts summed from the import tasks' result
 //!    manifests): only then is there a dataset, so no reader sees half of one.
 
-use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use aperture_imaging::vis::VisBlock;
-use aperture_ms::MeasurementSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{TaskEnv, TaskError, TaskManifest};
+use crate::formats::ms_import::{MsImportError, MsReader, WriteOptions};
 use crate::formats::zarr_vis::{VisDatasetMeta, create_arrays, delete_dataset, open_arrays};
 use crate::plan::ms::{MsSource, READ_BUFFER_BYTES};
 use crate::plan::{IMPORT_META_KEY, IMPORT_STAGE, Plan, Stage};
@@ -75,67 +72,19 @@ async fn record(env: &TaskEnv) -> Result<ImportRecord, TaskError> {
     Ok(env.out.get_json(IMPORT_META_KEY).await?)
 }
 
-/// What the reader thread sends.
-enum Msg {
-    Source(Box<MsSource>),
-    Windows(Vec<(usize, VisBlock)>),
-    Failed(TaskError),
+/// `e` as a task error: the MeasurementSet's faults are permanent, the store's as
+/// [`FormatError`]s are.
+fn task_error(e: MsImportError) -> TaskError {
+    match e {
+        MsImportError::Ms(e) => TaskError::Permanent(format!("{}: {e}", crate::plan::ms::FIELD)),
+        MsImportError::Format(e) => e.into(),
+        e @ MsImportError::ReaderStopped { .. } => TaskError::Permanent(e.to_string()),
+    }
 }
 
-/// The reader thread: opens the MS (casacore handles stay on this thread), resolves the
-/// selection, sends it, then reads the groups of `windows` in order; stops when the
-/// receiver is gone.
-fn spawn_reader(
-    spec: MeasurementSetSpec,
-    windows: Range<usize>,
-) -> (mpsc::Receiver<Msg>, std::thread::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(1);
-    let handle = std::thread::spawn(move || {
-        let fail = |e: TaskError| {
-            let _ = tx.blocking_send(Msg::Failed(e));
-        };
-        let perm = |e: aperture_ms::MsError| {
-            TaskError::Permanent(format!("{}: {e}", crate::plan::ms::FIELD))
-        };
-        let sel = match spec.selection() {
-            Ok(s) => s,
-            Err(e) => return fail(TaskError::Permanent(e.to_string())),
-        };
-        let mut ms = match MeasurementSet::open(PathBuf::from(&spec.path)) {
-            Ok(ms) => ms,
-            Err(e) => return fail(perm(e)),
-        };
-        let plan = match ms.plan(&sel, spec.channels_per_window.map(|c| c as usize)) {
-            Ok(p) => p,
-            Err(e) => return fail(perm(e)),
-        };
-        let src = MsSource {
-            meta: ms.meta().clone(),
-            plan,
-        };
-        let groups = src.groups(windows, READ_BUFFER_BYTES);
-        let plan = src.plan.clone();
-        if tx.blocking_send(Msg::Source(Box::new(src))).is_err() {
-            return;
-        }
-        for g in groups {
-            match ms.read_windows(&plan, &g) {
-                Ok(blocks) => {
-                    if tx
-                        .blocking_send(Msg::Windows(g.into_iter().zip(blocks).collect()))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(e) => return fail(perm(e)),
-            }
-        }
-    });
-    (rx, handle)
-}
-
-/// An `import` task: reads shard `index`'s windows from the MS and writes them.
+/// An `import` task: reads shard `index`'s windows from the MS and writes them, time
+/// chunk by time chunk ([`MsReader`]); a re-run skips the windows and time chunks an
+/// earlier attempt stored.
 pub async fn run(
     env: &TaskEnv,
     _st: &Stage,
@@ -148,64 +97,57 @@ pub async fn run(
         .shards
         .get(index as usize)
         .ok_or_else(|| TaskError::Permanent(format!("the plan has no shard {index}")))?;
-    let windows = shard.first_window as usize..(shard.first_window + shard.windows) as usize;
+    let windows: Vec<usize> =
+        (shard.first_window as usize..(shard.first_window + shard.windows) as usize).collect();
     let rec = record(env).await?;
-    let (mut rx, reader) = spawn_reader(spec, windows.clone());
-    let result = async {
-        let t = Instant::now();
-        let src = match rx.recv().instrument(tracing::info_span!("read")).await {
-            Some(Msg::Source(s)) => s,
-            Some(Msg::Failed(e)) => return Err(e),
-            _ => {
-                return Err(TaskError::Permanent(
-                    "the MeasurementSet reader stopped".into(),
-                ));
-            }
-        };
-        m.read_seconds += t.elapsed().as_secs_f64();
-        let now = src.dataset_meta()?;
-        if now != rec.meta {
-            return Err(TaskError::Permanent(format!(
-                "{}: {}: the MeasurementSet (or its selection) no longer gives the dataset \
-                 planned in {IMPORT_META_KEY}; re-plan the job with --force",
-                crate::plan::ms::FIELD,
-                src.meta.path.display()
-            )));
-        }
-        let ds = open_arrays(env.vis.object_store(), env.vis.prefix(), rec.meta).await?;
-        let (mut flagged, mut done) = (0u64, 0usize);
-        while done < windows.len() {
-            let t = Instant::now();
-            let blocks = match rx.recv().instrument(tracing::info_span!("read")).await {
-                Some(Msg::Windows(b)) => b,
-                Some(Msg::Failed(e)) => return Err(e),
-                _ => {
-                    return Err(TaskError::Permanent(
-                        "the MeasurementSet reader stopped".into(),
-                    ));
-                }
-            };
-            m.read_seconds += t.elapsed().as_secs_f64();
-            for (w, block) in &blocks {
-                let t = Instant::now();
-                flagged += block.flag_rc.iter().filter(|&&f| f).count() as u64;
-                ds.write_window(*w, block)
-                    .instrument(tracing::info_span!("write", window = *w as i64))
-                    .await?;
-                m.write_seconds += t.elapsed().as_secs_f64();
-                m.windows += 1;
-                m.visibilities += block.n_vis() as u64;
-                m.bytes_out += (block.n_vis() * 13) as u64;
-            }
-            done += blocks.len();
-        }
-        m.result.insert("flagged_samples".into(), json!(flagged));
-        Ok(())
+    let sel = spec
+        .selection()
+        .map_err(|e| TaskError::Permanent(e.to_string()))?;
+    let mut reader = MsReader::spawn(
+        PathBuf::from(&spec.path),
+        sel,
+        spec.channels_per_window.map(|c| c as usize),
+    );
+    let t = Instant::now();
+    let src = reader
+        .source()
+        .instrument(tracing::info_span!("read"))
+        .await
+        .map_err(task_error)?;
+    m.read_seconds += t.elapsed().as_secs_f64();
+    let now = src.dataset_meta()?;
+    if now != rec.meta {
+        return Err(TaskError::Permanent(format!(
+            "{}: {}: the MeasurementSet (or its selection) no longer gives the dataset \
+             planned in {IMPORT_META_KEY}; re-plan the job with --force",
+            crate::plan::ms::FIELD,
+            src.meta.path.display()
+        )));
     }
-    .await;
-    drop(rx);
-    let _ = reader.join();
-    result
+    let ds = open_arrays(env.vis.object_store(), env.vis.prefix(), rec.meta).await?;
+    let opts = WriteOptions {
+        budget_bytes: READ_BUFFER_BYTES,
+        resume: true,
+    };
+    let written = reader
+        .write(&ds, &src.plan, &windows, opts, &mut |_| {})
+        .instrument(tracing::info_span!("write", windows = windows.len() as i64))
+        .await
+        .map_err(task_error)?;
+    drop(reader);
+    m.read_seconds += written.read_wait_s;
+    m.write_seconds += written.write_wait_s;
+    m.windows += windows.len() as u32;
+    m.visibilities += written.samples;
+    m.bytes_out += written.samples * 13;
+    m.result
+        .insert("flagged_samples".into(), json!(written.flagged));
+    m.result.insert(
+        "chunks".into(),
+        json!({"written": written.chunks_written, "skipped": written.chunks_skipped,
+               "windows_skipped": written.windows_skipped, "passes": written.passes}),
+    );
+    Ok(())
 }
 
 /// The `import-commit` task: every window complete, the group metadata written with the

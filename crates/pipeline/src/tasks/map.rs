@@ -22,7 +22,7 @@ use aperture_imaging::calib::{
     solve,
 };
 use aperture_imaging::coords::UvwMetres;
-use aperture_imaging::gridder::{GridderOptions, invert, predict};
+use aperture_imaging::gridder::{GridderOptions, invert, predict, predict_owned};
 use aperture_imaging::image::ImageGeometry;
 use aperture_imaging::vis::VisBlock;
 use aperture_imaging::weighting::{
@@ -32,8 +32,10 @@ use ndarray::{Array2, s};
 use num_complex::Complex64;
 
 use super::common::{kernel, read_window};
+use super::moments::MomentSum;
+use super::partial::PartImage;
 use super::weights::global_density;
-use super::{Moments, Partial, StoredGains, TaskEnv, TaskError, TaskManifest};
+use super::{Moments, StoredGains, TaskEnv, TaskError, TaskManifest};
 use crate::plan::{Plan, Stage, TaskKind};
 use crate::spec::{PrecisionSpec, SolutionTerm, TermSpec};
 
@@ -107,21 +109,76 @@ fn model_at(model: &[Array2<f64>], x: f64) -> Array2<f64> {
     img
 }
 
+/// Σ_t x^t · model_t, summed into the first term's array; each term is freed once added.
+fn model_into(model: Vec<Array2<f64>>, x: f64) -> Option<Array2<f64>> {
+    let mut terms = model.into_iter();
+    let mut img = terms.next()?;
+    let mut xt = 1.0;
+    for term in terms {
+        xt *= x;
+        img.scaled_add(xt, &term);
+    }
+    Some(img)
+}
+
+fn no_terms(what: &str) -> TaskError {
+    kernel(what, "the model has no Taylor terms")
+}
+
 fn mean_freq(block: &VisBlock) -> f64 {
     block.freq_c.iter().sum::<f64>() / block.freq_c.len().max(1) as f64
 }
 
-/// Bytes of visibilities one batch may hold: twice the padded grid's bytes (the
-/// planner's layout), so the data held beside the grid stay within a small multiple of
-/// it however many windows the shard has. (Once the grid's bytes, the 300 m benchmark's
-/// 1-channel windows, whose rows cost more than their samples, batched only 3 of 4.)
-pub fn batch_budget(env: &TaskEnv) -> u64 {
+/// A worker's fixed resident memory before any task data (binary, async runtime,
+/// allocator, plan): measured 20 MB (`/usr/bin/time -f %M aperture worker` of a task
+/// already done).
+pub const PROCESS_BASELINE_BYTES: u64 = 20 << 20;
+
+/// The memory bound of issue #4 for a map task: 1.5 × (padded grid + one window's
+/// visibilities).
+pub fn memory_bound(grid_bytes: u64, window_bytes: u64) -> u64 {
+    (grid_bytes + window_bytes) * 3 / 2
+}
+
+/// Bytes a map task holds beside its batch's data while the gridder runs: the process
+/// baseline, the padded grid, the gridder's output image (f64), its w-screens (two
+/// complex f64 per quadrant pixel, about 8 bytes per image pixel) and `held_images`
+/// earlier f64 images (the dirty image while the PSF is gridded, the model).
+pub fn fixed_bytes(grid_bytes: u64, npix: u64, held_images: u64) -> u64 {
+    let image = npix * npix * 8;
+    let screens = (npix / 2 + 1) * (npix / 2 + 1) * 32;
+    PROCESS_BASELINE_BYTES + grid_bytes + image * (1 + held_images) + screens
+}
+
+/// Bytes of visibilities ([`block_bytes`]) one batch may hold: what fits under
+/// [`memory_bound`] beside [`fixed_bytes`], a batch holding about 7/4 of its blocks'
+/// bytes while it is imaged (the blocks, and the joined data and weights). Where even
+/// the process baseline exceeds the bound's headroom 0.5 × (grid + window) (images
+/// below ~1000²), the bound cannot be met and batches may hold up to twice the grid's
+/// bytes, for speed. At least one window is always imaged.
+pub fn batch_budget_for(grid_bytes: u64, window_bytes: u64, npix: u64, held_images: u64) -> u64 {
+    let bound = memory_bound(grid_bytes, window_bytes);
+    if bound - grid_bytes - window_bytes <= PROCESS_BASELINE_BYTES {
+        return 2 * grid_bytes;
+    }
+    bound.saturating_sub(fixed_bytes(grid_bytes, npix, held_images)) * 4 / 7
+}
+
+/// [`batch_budget_for`] of the task's plan: the invert holds its dirty image while the
+/// PSF is gridded, the residual its model's Taylor terms.
+pub fn batch_budget(env: &TaskEnv, residual: bool) -> u64 {
     let nu = u64::from(env.plan.image.grid_nu);
     let per = match env.plan.spec.image.precision {
         PrecisionSpec::Double => 16,
         PrecisionSpec::Single => 8,
     };
-    2 * nu * nu * per
+    let held = if residual { env.nmoment() as u64 } else { 1 };
+    batch_budget_for(
+        nu * nu * per,
+        env.plan.facts.window_bytes(),
+        u64::from(env.plan.image.npix),
+        held,
+    )
 }
 
 /// Bytes of a block in memory: complex f64 visibility, f64 weight, flag and f64
@@ -156,7 +213,9 @@ struct MapCtx<'a> {
 /// What the map task sums over its batches.
 #[derive(Default)]
 struct MapAcc {
-    part: Partial,
+    /// Dirty (residual) and PSF Taylor moments.
+    dirty: MomentSum,
+    psf: MomentSum,
     sumwt: f64,
     chi2_before: f64,
     chi2_after: f64,
@@ -192,10 +251,11 @@ fn image_batch(
     ctx: &MapCtx<'_>,
     acc: &mut MapAcc,
     batch: Vec<Window>,
+    last_model: Option<Vec<Array2<f64>>>,
     m: &mut TaskManifest,
-) -> Result<(), TaskError> {
+) -> Result<BatchOut, TaskError> {
     let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
-        return Ok(());
+        return Err(kernel("map task", "an empty batch"));
     };
     let what = if batch.len() == 1 {
         format!("window {}", first.w)
@@ -211,22 +271,33 @@ fn image_batch(
     let nchan = freq_c.len();
     let single = batch.len() == 1;
     // Model visibilities of the whole batch (one Taylor term, or one window).
-    let mut mvis_rc = match &ctx.model {
-        Some(model) => {
+    let predict_model = |img_yx: ndarray::ArrayView2<'_, f64>| {
+        predict(&first.block.uvw_r, &freq_c, img_yx, &ctx.geom, &ctx.opts)
+            .map(|(v, _)| v)
+            .map_err(|e| kernel(&format!("{what}: predict"), e))
+    };
+    let mut mvis_rc = match (last_model, &ctx.model) {
+        // The task's last batch: the model's terms are summed in place and dropped
+        // before the invert.
+        (Some(model), _) => {
+            let img = model_into(model, x).ok_or_else(|| no_terms(&what))?;
+            Some(
+                predict_owned(&first.block.uvw_r, &freq_c, img, &ctx.geom, &ctx.opts)
+                    .map_err(|e| kernel(&format!("{what}: predict"), e))?
+                    .0,
+            )
+        }
+        (None, Some(model)) => {
             // One Taylor term is the model itself: no copy beside the gridder's.
             let img = (model.len() > 1).then(|| model_at(model, x));
             let img_yx = match (&img, model.first()) {
                 (Some(i), _) => i.view(),
                 (None, Some(m0)) => m0.view(),
-                (None, None) => return Err(kernel(&what, "the model has no Taylor terms")),
+                (None, None) => return Err(no_terms(&what)),
             };
-            Some(
-                predict(&first.block.uvw_r, &freq_c, img_yx, &ctx.geom, &ctx.opts)
-                    .map_err(|e| kernel(&format!("{what}: predict"), e))?
-                    .0,
-            )
+            Some(predict_model(img_yx)?)
         }
-        None => None,
+        (None, None) => None,
     };
     // The imaged visibilities and weights of the batch: the residual overwrites the
     // model visibilities in place; the data of cycle 0 are copied into one array
@@ -324,9 +395,9 @@ fn image_batch(
         }
         c0 += nc;
     }
-    let uvw: &[UvwMetres] = match &single_block {
-        Some(b) => &b.uvw_r,
-        None => &uvw_r,
+    let uvw: Vec<UvwMetres> = match &mut single_block {
+        Some(b) => std::mem::take(&mut b.uvw_r),
+        None => uvw_r,
     };
     let wgt_rc = wgt_all.unwrap_or_else(|| Array2::zeros((nrow, nchan)));
     let vis_rc = match (&mvis_rc, &data_rc, &single_block) {
@@ -335,65 +406,67 @@ fn image_batch(
         (None, None, Some(b)) => b.vis_rc.view(),
         (None, None, None) => return Err(kernel(&what, "no visibilities")),
     };
-    let (dirty_yx, _) = invert(uvw, &freq_c, vis_rc, wgt_rc.view(), &ctx.geom, &ctx.opts)
+    let (dirty_yx, _) = invert(&uvw, &freq_c, vis_rc, wgt_rc.view(), &ctx.geom, &ctx.opts)
         .map_err(|e| kernel(&format!("{what}: invert"), e))?;
+    // The visibilities are done with: only the rows and weights stay for the PSF.
     drop(mvis_rc);
     drop(data_rc);
-    add_moments(
-        &mut acc.part.arrays,
-        Moments::dirty_name,
-        ctx.mom.nmoment,
-        x,
-        dirty_yx,
-    );
-    if !ctx.residual {
-        let ones = Array2::from_elem(wgt_rc.dim(), Complex64::new(1.0, 0.0));
-        let (psf_yx, _) = invert(
-            uvw,
-            &freq_c,
-            ones.view(),
-            wgt_rc.view(),
-            &ctx.geom,
-            &ctx.opts,
-        )
-        .map_err(|e| kernel(&format!("{what}: PSF"), e))?;
-        add_moments(
-            &mut acc.part.arrays,
-            Moments::psf_name,
-            ctx.mom.n_psf(),
-            x,
-            psf_yx,
-        );
-    }
+    drop(single_block);
     acc.sumwt += wgt_rc.sum();
-    Ok(())
+    let psf = (!ctx.residual).then_some(PsfJob {
+        uvw,
+        freq_c,
+        wgt_rc,
+        what,
+    });
+    Ok(BatchOut { dirty_yx, x, psf })
 }
 
-/// Adds x^t · `img` to moment t (0 ≤ t < n) of `arrays`, named by `name`. A moment not
-/// yet present takes the image itself (moment 0 by move): a task of one batch holds no
-/// zeroed accumulator beside the gridder's output.
-fn add_moments(
-    arrays: &mut BTreeMap<String, Array2<f64>>,
-    name: fn(usize) -> String,
-    n: usize,
+/// What one batch gives: its dirty image, its x, and what its PSF needs (cycle 0).
+struct BatchOut {
+    dirty_yx: Array2<f64>,
     x: f64,
-    img: Array2<f64>,
-) {
-    for t in (1..n).rev() {
-        let coef = x.powi(t as i32);
-        match arrays.get_mut(&name(t)) {
-            Some(a) => a.scaled_add(coef, &img),
-            None => {
-                arrays.insert(name(t), img.mapv(|v| v * coef));
-            }
-        }
+    psf: Option<PsfJob>,
+}
+
+/// The rows, channels and weights of a batch whose PSF is still to be gridded.
+struct PsfJob {
+    uvw: Vec<UvwMetres>,
+    freq_c: Vec<f64>,
+    wgt_rc: Array2<f64>,
+    what: String,
+}
+
+/// The unnormalised PSF of a batch: the adjoint of unit visibilities.
+fn psf_of(ctx: &MapCtx<'_>, job: PsfJob) -> Result<Array2<f64>, TaskError> {
+    let ones = Array2::from_elem(job.wgt_rc.dim(), Complex64::new(1.0, 0.0));
+    invert(
+        &job.uvw,
+        &job.freq_c,
+        ones.view(),
+        job.wgt_rc.view(),
+        &ctx.geom,
+        &ctx.opts,
+    )
+    .map(|(p, _)| p)
+    .map_err(|e| kernel(&format!("{}: PSF", job.what), e))
+}
+
+/// Images a batch into the task's moment sums.
+fn image_into(
+    ctx: &MapCtx<'_>,
+    acc: &mut MapAcc,
+    batch: Vec<Window>,
+    last_model: Option<Vec<Array2<f64>>>,
+    m: &mut TaskManifest,
+) -> Result<(), TaskError> {
+    let out = image_batch(ctx, acc, batch, last_model, m)?;
+    acc.dirty.add(ctx.mom.nmoment, out.x, out.dirty_yx);
+    if let Some(job) = out.psf {
+        let psf_yx = psf_of(ctx, job)?;
+        acc.psf.add(ctx.mom.n_psf(), out.x, psf_yx);
     }
-    match arrays.get_mut(&name(0)) {
-        Some(a) => *a += &img,
-        None => {
-            arrays.insert(name(0), img);
-        }
-    }
+    Ok(())
 }
 
 pub async fn run(
@@ -410,17 +483,15 @@ pub async fn run(
     };
     let residual = st.kind == TaskKind::Residual;
     let mut density = global_density(env, m).await?;
-    let model = if residual {
-        Some(read_model(env, st.cycle, m).await?)
-    } else {
-        None
-    };
+    // The model is read when the first batch is imaged: a one-window shard has
+    // weighted its window and freed the global density by then.
+    let model = None;
     let global = if residual {
         latest_global_gains(env, st.cycle, m).await?
     } else {
         None
     };
-    let ctx = MapCtx {
+    let mut ctx = MapCtx {
         env,
         geom,
         opts: env.gridder(),
@@ -432,13 +503,14 @@ pub async fn run(
         residual,
     };
     let mut acc = MapAcc::default();
-    let budget = batch_budget(env);
+    let budget = batch_budget(env, residual);
     let ds = env.dataset().await?;
     let windows = env.plan.shards[index as usize].window_range();
     let last_w = windows.clone().last();
     let mut batch: Vec<Window> = Vec::new();
     let mut batch_bytes = 0u64;
     let mut batches = 0u64;
+    let mut reading = 0.0;
     for w in windows {
         let block = read_window(&ds, w, m).await?;
         let t = Instant::now();
@@ -457,59 +529,128 @@ pub async fn run(
         });
         if !joins && !batch.is_empty() {
             let span = batch_span(&batch);
-            span.in_scope(|| image_batch(&ctx, &mut acc, std::mem::take(&mut batch), m))?;
+            if residual && batches == 0 {
+                // Counted as read time, not compute.
+                let tr = Instant::now();
+                ctx.model = Some(read_model(env, st.cycle, m).await?);
+                reading += tr.elapsed().as_secs_f64();
+            }
+            span.in_scope(|| image_into(&ctx, &mut acc, std::mem::take(&mut batch), None, m))?;
             batch_bytes = 0;
             batches += 1;
         }
         batch.push(Window { w, block, wgt_rc });
         batch_bytes += bytes;
-        m.compute_seconds += t.elapsed().as_secs_f64();
+        m.compute_seconds += t.elapsed().as_secs_f64() - std::mem::take(&mut reading);
     }
+    let tree = st
+        .tree
+        .clone()
+        .unwrap_or_else(|| Plan::cycle_tree(st.cycle));
+    let key = Plan::partial_key(&tree, index);
     if !batch.is_empty() {
+        let model = match ctx.model.take() {
+            Some(model) => Some(model),
+            None if residual => Some(read_model(env, st.cycle, m).await?),
+            None => None,
+        };
         let t = Instant::now();
         let span = batch_span(&batch);
-        span.in_scope(|| image_batch(&ctx, &mut acc, batch, m))?;
+        if !residual && batches == 0 {
+            // The shard's only batch of cycle 0: its dirty moments are written before
+            // its PSF is gridded, so the two images are never held together.
+            let out = span.in_scope(|| image_batch(&ctx, &mut acc, batch, model, m))?;
+            m.compute_seconds += t.elapsed().as_secs_f64();
+            m.set("gridder_batches", 1u64);
+            let (ny, nx) = (geom.npix_y, geom.npix_x);
+            let names: Vec<String> = (0..mom.nmoment)
+                .map(Moments::dirty_name)
+                .chain((0..mom.n_psf()).map(Moments::psf_name))
+                .collect();
+            let shapes: Vec<(String, [usize; 2])> =
+                names.iter().map(|n| (n.clone(), [ny, nx])).collect();
+            let mut scalars = BTreeMap::new();
+            scalars.insert("sumwt".to_string(), acc.sumwt);
+            let mut up = env.begin_partial(&key, &shapes, &scalars, None, m).await?;
+            let xt = |t: usize| out.x.powi(t as i32);
+            for (t, name) in names[..mom.nmoment].iter().enumerate() {
+                let img = PartImage {
+                    name,
+                    data: &out.dirty_yx,
+                    scale: xt(t),
+                };
+                up.write(img, m).await?;
+            }
+            drop(out.dirty_yx);
+            let Some(job) = out.psf else {
+                return Err(kernel("invert", "no PSF inputs"));
+            };
+            let t = Instant::now();
+            let psf_yx = span.in_scope(|| psf_of(&ctx, job))?;
+            m.compute_seconds += t.elapsed().as_secs_f64();
+            for (k, name) in names[mom.nmoment..].iter().enumerate() {
+                let img = PartImage {
+                    name,
+                    data: &psf_yx,
+                    scale: xt(k),
+                };
+                up.write(img, m).await?;
+            }
+            return up.finish(m).await;
+        }
+        span.in_scope(|| image_into(&ctx, &mut acc, batch, model, m))?;
         m.compute_seconds += t.elapsed().as_secs_f64();
         batches += 1;
     }
     // Gridder calls per image made (fewer than windows when windows were batched).
     m.set("gridder_batches", batches);
     drop(density);
-    // Moments are made by the first batch; a shard without windows gives zeros.
+    // Moment t of one batch is written as x^t times its image; a shard without
+    // windows gives zeros.
     let (ny, nx) = (geom.npix_y, geom.npix_x);
-    let psf_names = if residual { 0 } else { mom.n_psf() };
-    let names = (0..mom.nmoment)
-        .map(Moments::dirty_name)
-        .chain((0..psf_names).map(Moments::psf_name));
-    for n in names {
-        acc.part
-            .arrays
-            .entry(n)
-            .or_insert_with(|| Array2::zeros((ny, nx)));
-    }
     let MapAcc {
-        mut part,
+        dirty,
+        psf,
         sumwt,
         chi2_before,
         chi2_after,
         neq_t,
         shard_tables,
     } = acc;
-    part.scalars.insert("sumwt".into(), sumwt);
-    if residual {
-        part.scalars.insert("chi2_data".into(), chi2_before);
-        part.scalars.insert("chi2_residual".into(), chi2_after);
+    let zeros = if dirty.is_empty() {
+        Array2::zeros((ny, nx))
+    } else {
+        Array2::zeros((0, 0))
+    };
+    let psf_names = if residual { 0 } else { mom.n_psf() };
+    let mut named: Vec<(String, &Array2<f64>, f64)> = Vec::new();
+    for t in 0..mom.nmoment {
+        let (data, scale) = dirty.moment(t, &zeros);
+        named.push((Moments::dirty_name(t), data, scale));
     }
-    part.neq = neq_t;
+    for k in 0..psf_names {
+        let (data, scale) = psf.moment(k, &zeros);
+        named.push((Moments::psf_name(k), data, scale));
+    }
+    let images: Vec<PartImage<'_>> = named
+        .iter()
+        .map(|(name, data, scale)| PartImage {
+            name,
+            data,
+            scale: *scale,
+        })
+        .collect();
+    let mut scalars = BTreeMap::new();
+    scalars.insert("sumwt".to_string(), sumwt);
+    if residual {
+        scalars.insert("chi2_data".into(), chi2_before);
+        scalars.insert("chi2_residual".into(), chi2_after);
+    }
     if !shard_tables.is_empty() {
         let key = Plan::shard_gains_key(st.cycle, index);
         env.out.put_json(&key, &shard_tables).await?;
     }
-    let tree = st
-        .tree
-        .clone()
-        .unwrap_or_else(|| Plan::cycle_tree(st.cycle));
-    env.write_partial(&Plan::partial_key(&tree, index), &part, m)
+    env.write_images(&key, &images, &scalars, neq_t.as_ref(), m)
         .await
 }
 
@@ -521,4 +662,58 @@ fn batch_span(batch: &[Window]) -> tracing::Span {
         window = i64::from(first),
         windows = batch.len() as i64
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A LOW-like window: 7 times × 25651 baselines × 1 channel (the 600 m array).
+    const ROWS: u64 = 7 * 25_651;
+
+    fn window() -> u64 {
+        ROWS * (25 + 40)
+    }
+
+    fn grid(nu: u64) -> u64 {
+        nu * nu * 16
+    }
+
+    /// Where the bound can be met at all (2048² and larger), a batch never holds more
+    /// than what fits under it beside the grid, image, screens and baseline: with
+    /// these sizes that is less than one window, so every window is its own batch.
+    #[test]
+    fn large_images_batch_within_the_bound() {
+        for (npix, nu) in [(2048u64, 2560u64), (4096, 5120), (8192, 10240)] {
+            for held in [0, 1, 2] {
+                let budget = batch_budget_for(grid(nu), window(), npix, held);
+                let bound = memory_bound(grid(nu), window());
+                let fixed = fixed_bytes(grid(nu), npix, held);
+                assert!(
+                    fixed >= bound || fixed + budget * 7 / 4 <= bound,
+                    "{npix}²: budget {budget} over the bound {bound} beside {fixed}"
+                );
+                assert!(budget < window(), "{npix}²: {budget} lets windows batch");
+            }
+        }
+    }
+
+    /// Small images, where the process baseline alone is over the headroom, keep
+    /// batching (2 × the grid) for speed; a window whose rows outweigh the headroom
+    /// makes the bound reachable and the budget the honest remainder (under one more
+    /// window: the bound counts a single window).
+    #[test]
+    fn small_images_keep_batching() {
+        let (npix, nu) = (512u64, 882u64);
+        let small_window = 30_600 * (25 + 40);
+        assert_eq!(
+            batch_budget_for(grid(nu), small_window, npix, 1),
+            2 * grid(nu)
+        );
+        let big_window = 200 * small_window;
+        let b = batch_budget_for(grid(nu), big_window, npix, 1);
+        let bound = memory_bound(grid(nu), big_window);
+        assert!(fixed_bytes(grid(nu), npix, 1) + b * 7 / 4 <= bound);
+        assert!(b > 0 && b < big_window, "{b}");
+    }
 }

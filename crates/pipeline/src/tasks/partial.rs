@@ -74,26 +74,24 @@ impl Partial {
         Ok(())
     }
 
+    /// The images of this partial as [`PartImage`]s (scale 1), in name order.
+    pub fn images(&self) -> Vec<PartImage<'_>> {
+        self.arrays
+            .iter()
+            .map(|(name, data)| PartImage {
+                name,
+                data,
+                scale: 1.0,
+            })
+            .collect()
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
-        let header = Header {
-            arrays: self
-                .arrays
-                .iter()
-                .map(|(k, a)| (k.clone(), [a.nrows(), a.ncols()]))
-                .collect(),
-            scalars: self.scalars.clone(),
-            neq: self.neq.clone(),
-        };
-        let json = serde_json::to_vec(&header).unwrap_or_default();
-        let n: usize = self.arrays.values().map(|a| a.len()).sum();
-        let mut out = Vec::with_capacity(MAGIC.len() + 8 + json.len() + 8 * n);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        out.extend_from_slice(&json);
-        for a in self.arrays.values() {
-            for v in a.iter() {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
+        let images = self.images();
+        let enc = PartEncoder::new(&images, &self.scalars, self.neq.as_ref(), usize::MAX);
+        let mut out = Vec::with_capacity(enc.total_len());
+        for chunk in enc {
+            out.extend_from_slice(&chunk);
         }
         out
     }
@@ -141,6 +139,64 @@ impl Partial {
         })
     }
 
+    /// Parses a partial read in pieces: `read(range)` gives those bytes of the object
+    /// of `len` bytes. The header is read first, then one image at a time, so a
+    /// reader holds the images and at most one image's bytes, not the whole object.
+    pub async fn read_ranged<F, Fut>(len: u64, key: &str, mut read: F) -> Result<Self, TaskError>
+    where
+        F: FnMut(std::ops::Range<u64>) -> Fut,
+        Fut: std::future::Future<Output = Result<bytes::Bytes, TaskError>>,
+    {
+        let bad = |why: &str| TaskError::corrupt(key, why.to_string());
+        let lead = (MAGIC.len() + 8) as u64;
+        if len < lead {
+            return Err(bad("truncated header"));
+        }
+        let pre = read(0..lead).await?;
+        if !pre.starts_with(MAGIC) {
+            return Err(bad("not an aperture partial (bad magic)"));
+        }
+        let hlen = u64::from_le_bytes(
+            pre[MAGIC.len()..]
+                .try_into()
+                .map_err(|_| bad("header length"))?,
+        );
+        let mut at = lead
+            .checked_add(hlen)
+            .filter(|e| *e <= len)
+            .ok_or_else(|| bad("truncated header"))?;
+        let hbytes = read(lead..at).await?;
+        let header: Header =
+            serde_json::from_slice(&hbytes).map_err(|e| bad(&format!("bad header: {e}")))?;
+        let mut arrays = BTreeMap::new();
+        for (name, [ny, nx]) in header.arrays {
+            let n = ny
+                .checked_mul(nx)
+                .and_then(|n| n.checked_mul(8))
+                .ok_or_else(|| bad("array too large"))? as u64;
+            if at + n > len {
+                return Err(bad(&format!("truncated data of image {name}")));
+            }
+            let data = read(at..at + n).await?;
+            at += n;
+            let vals: Vec<f64> = data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect();
+            drop(data);
+            let a = Array2::from_shape_vec((ny, nx), vals).map_err(|_| bad("array shape"))?;
+            arrays.insert(name, a);
+        }
+        if at != len {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(Self {
+            arrays,
+            scalars: header.scalars,
+            neq: header.neq,
+        })
+    }
+
     pub fn array(&self, name: &str, key: &str) -> Result<&Array2<f64>, TaskError> {
         self.arrays
             .get(name)
@@ -152,6 +208,120 @@ impl Partial {
             .get(name)
             .copied()
             .ok_or_else(|| TaskError::corrupt(key, format!("has no value {name:?}")))
+    }
+}
+
+/// One image of a partial being written: `scale` × `data`, under `name`. A writer can
+/// store a Taylor moment x^t · D of one window without making the product.
+#[derive(Debug, Clone, Copy)]
+pub struct PartImage<'a> {
+    pub name: &'a str,
+    pub data: &'a Array2<f64>,
+    pub scale: f64,
+}
+
+/// The header of a partial whose images, in this order, have these names and shapes.
+pub fn encode_header(
+    arrays: &[(String, [usize; 2])],
+    scalars: &BTreeMap<String, f64>,
+    neq: Option<&NormalEquations>,
+) -> Vec<u8> {
+    let header = Header {
+        arrays: arrays.to_vec(),
+        scalars: scalars.clone(),
+        neq: neq.cloned(),
+    };
+    let json = serde_json::to_vec(&header).unwrap_or_default();
+    let mut head = Vec::with_capacity(MAGIC.len() + 8 + json.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    head.extend_from_slice(&json);
+    head
+}
+
+/// The bytes of a partial, the same as [`Partial::to_bytes`] of the materialised images,
+/// made lazily in chunks of `chunk` bytes (the last one shorter): a writer holds one
+/// chunk at a time, not a second copy of every image.
+#[derive(Debug)]
+pub struct PartEncoder<'a> {
+    images: &'a [PartImage<'a>],
+    head: Vec<u8>,
+    chunk: usize,
+    /// Position: the header is done once `head` is empty; then image `img`, element `at`.
+    img: usize,
+    at: usize,
+    total: usize,
+}
+
+impl<'a> PartEncoder<'a> {
+    pub fn new(
+        images: &'a [PartImage<'a>],
+        scalars: &BTreeMap<String, f64>,
+        neq: Option<&NormalEquations>,
+        chunk: usize,
+    ) -> Self {
+        let shapes: Vec<(String, [usize; 2])> = images
+            .iter()
+            .map(|i| (i.name.to_string(), [i.data.nrows(), i.data.ncols()]))
+            .collect();
+        let head = encode_header(&shapes, scalars, neq);
+        let n: usize = images.iter().map(|i| i.data.len()).sum();
+        Self {
+            images,
+            total: head.len() + 8 * n,
+            head,
+            chunk: chunk.max(8),
+            img: 0,
+            at: 0,
+        }
+    }
+
+    /// The images' bytes alone, for a writer that sent the header first
+    /// ([`encode_header`]).
+    pub fn body(images: &'a [PartImage<'a>], chunk: usize) -> Self {
+        let n: usize = images.iter().map(|i| i.data.len()).sum();
+        Self {
+            images,
+            head: Vec::new(),
+            chunk: chunk.max(8),
+            img: 0,
+            at: 0,
+            total: 8 * n,
+        }
+    }
+
+    /// Bytes of the whole partial.
+    pub fn total_len(&self) -> usize {
+        self.total
+    }
+}
+
+impl Iterator for PartEncoder<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut out = std::mem::take(&mut self.head);
+        if out.len() >= self.chunk {
+            self.head = out.split_off(self.chunk);
+            return Some(out);
+        }
+        out.reserve(self.chunk.min(self.total).saturating_sub(out.len()));
+        while out.len() + 8 <= self.chunk {
+            let Some(im) = self.images.get(self.img) else {
+                break;
+            };
+            let take = ((self.chunk - out.len()) / 8).min(im.data.len() - self.at);
+            // Logical (row-major) order, whatever the array's memory layout.
+            for v in im.data.iter().skip(self.at).take(take) {
+                out.extend_from_slice(&(v * im.scale).to_le_bytes());
+            }
+            self.at += take;
+            if self.at == im.data.len() {
+                self.img += 1;
+                self.at = 0;
+            }
+        }
+        (!out.is_empty()).then_some(out)
     }
 }
 
@@ -175,6 +345,83 @@ mod tests {
         let err = Partial::from_bytes(&bytes, "cycles/000/partial/00001.bin").unwrap_err();
         assert!(
             err.to_string().contains("cycles/000/partial/00001.bin"),
+            "{err}"
+        );
+    }
+
+    /// Chunks of any size concatenate to the bytes of the materialised, scaled partial.
+    #[test]
+    fn chunks_equal_the_materialised_bytes() {
+        let base = Array2::from_shape_fn((5, 7), |(y, x)| (y * 7 + x) as f64 - 3.25);
+        let mut full = Partial::default();
+        full.arrays.insert("d0".into(), base.clone());
+        full.arrays.insert("d1".into(), base.mapv(|v| v * 0.125));
+        full.arrays.insert("p0".into(), base.t().to_owned());
+        full.scalars.insert("sumwt".into(), 9.0);
+        let want = full.to_bytes();
+        // Column-major memory: the bytes follow the logical order.
+        let transposed = base.clone().reversed_axes();
+        let images = [
+            PartImage {
+                name: "d0",
+                data: &base,
+                scale: 1.0,
+            },
+            PartImage {
+                name: "d1",
+                data: &base,
+                scale: 0.125,
+            },
+            PartImage {
+                name: "p0",
+                data: &transposed,
+                scale: 1.0,
+            },
+        ];
+        for chunk in [8, 13, 64, 100, 1 << 20] {
+            let enc = PartEncoder::new(&images, &full.scalars, None, chunk);
+            assert_eq!(enc.total_len(), want.len());
+            let parts: Vec<Vec<u8>> = enc.collect();
+            assert!(
+                parts.iter().all(|p| p.len() <= chunk.max(8)),
+                "chunk {chunk}"
+            );
+            assert_eq!(parts.concat(), want, "chunk {chunk}");
+        }
+        let back = Partial::from_bytes(&want, "k").expect("parses");
+        assert_eq!(back, full);
+    }
+
+    /// Ranged reads give the partial `from_bytes` gives, and name the object when cut.
+    #[test]
+    fn ranged_read_equals_whole_read() {
+        let mut a = Partial::default();
+        a.arrays.insert("d0".into(), Array2::from_elem((3, 4), 1.5));
+        a.arrays.insert(
+            "p0".into(),
+            Array2::from_shape_fn((2, 5), |(y, x)| (y + x) as f64),
+        );
+        a.scalars.insert("sumwt".into(), 2.0);
+        let bytes = bytes::Bytes::from(a.to_bytes());
+        let read = |b: bytes::Bytes| {
+            move |r: std::ops::Range<u64>| {
+                let b = b.clone();
+                async move { Ok::<_, TaskError>(b.slice(r.start as usize..r.end as usize)) }
+            }
+        };
+        let len = bytes.len() as u64;
+        let got = futures::executor::block_on(Partial::read_ranged(len, "k", read(bytes.clone())))
+            .expect("parses");
+        assert_eq!(got, a);
+        let cut = bytes.slice(..bytes.len() - 8);
+        let err = futures::executor::block_on(Partial::read_ranged(
+            cut.len() as u64,
+            "cycles/000/partial/00002",
+            read(cut.clone()),
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("cycles/000/partial/00002"),
             "{err}"
         );
     }

@@ -48,10 +48,12 @@ pub async fn global_density(
         return Ok(None);
     }
     let key = env.plan.root_key("weights");
-    let p = env.read_partial(&key, m).await?;
+    let mut p = env.read_partial(&key, m).await?;
     let geom = env.geometry()?;
     let grid = UvGrid::for_image(&geom).map_err(|e| kernel("uv grid", e))?;
-    let d = p.array(DENSITY, &env.out.key_url(&key))?.clone();
+    p.array(DENSITY, &env.out.key_url(&key))?;
+    // Taken, not copied: the density is as large as an image.
+    let d = p.arrays.remove(DENSITY).unwrap_or_default();
     UvDensity::from_parts(grid, d)
         .map(Some)
         .map_err(|e| TaskError::corrupt(&env.out.key_url(&key), e.to_string()))

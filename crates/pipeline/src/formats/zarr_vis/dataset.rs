@@ -90,6 +90,10 @@ fn meta_key(name: &str) -> String {
 
 const GROUP_KEY: &str = "zarr.json";
 
+/// The record of an import in progress (what is being imported, so a re-run can tell
+/// whether to resume it), beside the arrays until the group metadata is written.
+pub const PENDING_IMPORT_KEY: &str = "aperture_import.json";
+
 /// The options every chunk write uses: chunks equal to the fill value are stored too, so
 /// a missing chunk always means a missing or damaged window.
 fn write_options() -> CodecOptions {
@@ -163,7 +167,7 @@ pub async fn delete_dataset(
             .map(|i| i.collect())
             .unwrap_or_default();
         match rel.first().map(|s| s.as_ref()) {
-            Some(GROUP_KEY) => rel.len() == 1,
+            Some(GROUP_KEY | PENDING_IMPORT_KEY) => rel.len() == 1,
             Some(first) => names::ALL.contains(&first),
             None => false,
         }
@@ -872,6 +876,112 @@ impl VisDataset {
             }
             Part::Uvw => self.write_uvw_chunk(Some(w), tc, &block.uvw_r).await,
         }
+    }
+
+    /// Writes time chunk `tc` of window `w`: `vis`, `weight` and `flag` are the chunk's
+    /// elements, `[time][baseline][channel]` over `time_chunk` integrations in C order,
+    /// padded past the last integration (complex64 + f32 or complex128 + f64, as the
+    /// dataset stores them). The three chunks are encoded on the blocking pool and
+    /// stored concurrently. The window's completion marker is not touched: erase it
+    /// before ([`VisDataset::erase_window_marker`]) and set it once every chunk is
+    /// written ([`VisDataset::mark_window_complete`]).
+    pub async fn write_chunk<V, W>(
+        &self,
+        w: usize,
+        tc: usize,
+        vis: Vec<V>,
+        weight: Vec<W>,
+        flag: Vec<bool>,
+    ) -> Result<(), FormatError>
+    where
+        V: Element + Send + Sync + 'static,
+        W: Element + Send + Sync + 'static,
+    {
+        self.check_window_index(w)?;
+        let (_, len) = self.chunk_rows(tc, self.meta.nchan_window());
+        if tc >= self.meta.n_time_chunks() {
+            return Err(FormatError::Window {
+                window: w,
+                field: "time chunk".into(),
+                reason: format!("{tc}; the dataset has {}", self.meta.n_time_chunks()),
+            });
+        }
+        for (name, n) in [
+            ("vis", vis.len()),
+            ("weight", weight.len()),
+            ("flag", flag.len()),
+        ] {
+            if n != len {
+                return Err(FormatError::Window {
+                    window: w,
+                    field: name.into(),
+                    reason: format!("{n} elements; time chunk {tc} holds {len}"),
+                });
+            }
+        }
+        let idx = [tc as u64, 0, w as u64, 0];
+        futures::try_join!(
+            self.store(&self.vis, &idx, Some(w), vis),
+            self.store(&self.weight, &idx, Some(w), weight),
+            self.store(&self.flag, &idx, Some(w), flag),
+        )?;
+        Ok(())
+    }
+
+    /// Whether time chunk `tc` of window `w` is stored in all three data arrays (chunks
+    /// are stored whole, by one put each, so a chunk present is a chunk written).
+    pub async fn chunk_stored(&self, w: usize, tc: usize) -> Result<bool, FormatError> {
+        let idx = [tc as u64, 0, w as u64, 0];
+        for a in [&self.vis, &self.weight, &self.flag] {
+            let key = self.key(a.chunk_key(&idx).as_str());
+            match self.store.head(&Path::from(key.as_str())).await {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                Err(e) => {
+                    return Err(FormatError::Zarr {
+                        key,
+                        message: format!("window {w}: cannot look the chunk up: {e}"),
+                    });
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Flagged samples of the stored time chunk `tc` of window `w` (its real
+    /// integrations; the padding is not counted).
+    pub async fn chunk_flagged(&self, w: usize, tc: usize) -> Result<u64, FormatError> {
+        let idx = [tc as u64, 0, w as u64, 0];
+        let flag: Vec<bool> = self.fetch(&self.flag, &idx, w).await?;
+        let (rows, _) = self.chunk_rows(tc, self.meta.nchan_window());
+        let n = (rows.len() * self.meta.nchan_window()).min(flag.len());
+        Ok(flag[..n].iter().filter(|&&f| f).count() as u64)
+    }
+
+    /// Erases window `w`'s completion marker (before its chunks are rewritten).
+    pub async fn erase_window_marker(&self, w: usize) -> Result<(), FormatError> {
+        self.check_window_index(w)?;
+        let marker = [w as u64];
+        self.done
+            .async_erase_chunk(&marker)
+            .await
+            .map_err(|e| FormatError::Zarr {
+                key: self.key(self.done.chunk_key(&marker).as_str()),
+                message: format!("window {w}: cannot erase the completion marker: {e}"),
+            })
+    }
+
+    /// Marks window `w` complete: call only once all its chunks are written.
+    pub async fn mark_window_complete(&self, w: usize) -> Result<(), FormatError> {
+        self.check_window_index(w)?;
+        let marker = [w as u64];
+        self.done
+            .async_store_chunk_opt(&marker, vec![1u8], &write_options())
+            .await
+            .map_err(|e| FormatError::Zarr {
+                key: self.key(self.done.chunk_key(&marker).as_str()),
+                message: format!("window {w}: cannot write the completion marker: {e}"),
+            })
     }
 
     /// Whether window `w` has been completely written (reads its marker only).

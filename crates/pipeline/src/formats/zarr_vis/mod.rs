@@ -41,7 +41,9 @@ mod layout;
 mod meta;
 mod stream;
 
-pub use dataset::{VisDataset, create_dataset, dataset_exists, delete_dataset, open_dataset};
+pub use dataset::{
+    PENDING_IMPORT_KEY, VisDataset, create_dataset, dataset_exists, delete_dataset, open_dataset,
+};
 pub(crate) use dataset::{create_arrays, open_arrays};
 pub use grid::RowGrid;
 pub use import::{ImportOptions, ImportReport, import_bundle, plan_import, write_dataset};

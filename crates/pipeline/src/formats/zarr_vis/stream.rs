@@ -1,7 +1,8 @@
 //! Writing a dataset window by window from a source too large to hold whole (e.g. a
 //! MeasurementSet read one group of windows at a time): the arrays, coordinates and
 //! `UVW` first, then each window as it arrives, and the group metadata last, with any
-//! extra metadata (an import manifest) known only at the end. Until
+//! extra metadata (an import manifest) known only at the end; or, for an interrupted one,
+//! resumed ([`StreamingWriter::resume`]). Until
 //! [`StreamingWriter::finish`], nothing there passes for a dataset; a failed or abandoned
 //! import is removed with [`StreamingWriter::abort`].
 
@@ -45,8 +46,28 @@ impl StreamingWriter {
         }
     }
 
+    /// Resumes an interrupted dataset at `prefix` described by `meta` (the caller has
+    /// checked that what is there was begun with the same metadata): rewrites every
+    /// array's metadata, the coordinates and `UVW` (the same bytes), leaving the
+    /// windows' chunks and completion markers in place.
+    pub async fn resume(
+        store: Arc<dyn ObjectStore>,
+        prefix: &Path,
+        meta: VisDatasetMeta,
+        uvw_tb3: ArrayView3<'_, f64>,
+    ) -> Result<Self, FormatError> {
+        let ds = create_arrays(store, prefix, meta, Some(uvw_tb3)).await?;
+        Ok(Self { ds })
+    }
+
     pub fn meta(&self) -> &VisDatasetMeta {
         self.ds.meta()
+    }
+
+    /// The dataset being written (e.g. for writing it time chunk by time chunk,
+    /// [`VisDataset::write_chunk`]).
+    pub fn dataset(&self) -> &VisDataset {
+        &self.ds
     }
 
     /// Writes window `w` (rows time-major over the dataset's grid, the window's
