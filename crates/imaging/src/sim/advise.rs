@@ -213,7 +213,31 @@ pub fn good_fft_size_235(n: usize) -> usize {
     smallest_smooth_even(n, &[2, 3, 5])
 }
 
+/// Sizes up to this are found by trying even numbers upwards; above, smooth numbers
+/// thin out and enumerating them is cheaper.
+const SCAN_LIMIT: usize = 1 << 20;
+
+/// The smallest even number ≥ n whose factors are all in `primes`. Up to
+/// [`SCAN_LIMIT`] it tries the even numbers from n up: smooth numbers are dense there (a
+/// gap of a few hundred at 10⁵), so that is a few hundred divisions where enumerating
+/// every smooth number below n visits thousands (the planner asks this for every
+/// kernel and sampled window). Larger n enumerate the smooth numbers.
 fn smallest_smooth_even(n: usize, primes: &[usize]) -> usize {
+    let smooth = |mut m: usize| {
+        for &p in primes {
+            while m.is_multiple_of(p) {
+                m /= p;
+            }
+        }
+        m == 1
+    };
+    if n <= SCAN_LIMIT {
+        let mut m = n.max(2).next_multiple_of(2);
+        while !smooth(m) {
+            m += 2;
+        }
+        return m;
+    }
     fn walk(v: usize, from: usize, primes: &[usize], target: usize, best: &mut usize) {
         if v >= target {
             *best = (*best).min(v);
@@ -228,7 +252,7 @@ fn smallest_smooth_even(n: usize, primes: &[usize]) -> usize {
         }
     }
     let mut best = usize::MAX;
-    walk(2, 0, primes, n.max(2), &mut best);
+    walk(2, 0, primes, n, &mut best);
     best
 }
 
@@ -280,6 +304,19 @@ mod tests {
         assert_eq!(good_fft_size(1_000_001), 1_000_188); // 2²·3⁶·7³
         assert!(is_smooth(1_000_188, &[2, 3, 5, 7]));
         assert_eq!(good_fft_size(usize::MAX), usize::MAX);
+        // The scan below SCAN_LIMIT and the enumeration above agree where they meet.
+        for n in [SCAN_LIMIT - 3, SCAN_LIMIT, SCAN_LIMIT + 1] {
+            let m = good_fft_size(n);
+            assert!(
+                m >= n && m.is_multiple_of(2) && is_smooth(m, &[2, 3, 5, 7]),
+                "{n} -> {m}"
+            );
+            assert!(
+                (n..m)
+                    .filter(|k| k.is_multiple_of(2))
+                    .all(|k| !is_smooth(k, &[2, 3, 5, 7]))
+            );
+        }
         for cap in [16usize, 17, 100, 1000, 4097] {
             let want = (2..=cap)
                 .rev()
