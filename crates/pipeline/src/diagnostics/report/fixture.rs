@@ -10,9 +10,9 @@ use crate::plan::{InputFacts, Plan, PlanOptions, make_plan};
 use crate::spec::{ImagingJobSpec, InputSpec, PipelineKind, SimulateSpec, WeightingKind};
 use crate::tasks::TaskManifest;
 
-/// Continuum, one major cycle, 4 windows in 4 shards, natural weighting, fan-in 4:
-/// simulate → invert → reduce-000-1 → deconvolve-001 → residual-001 → reduce-001-1 →
-/// restore.
+/// Continuum, one major cycle, 4 windows in 4 shards, natural weighting, fan-in 2:
+/// simulate → invert → reduce-000-1 (2 tasks; the deconvolve sums the root's two
+/// inputs) → deconvolve-001 → residual-001 → reduce-001-1 → restore.
 pub fn small_plan() -> Plan {
     let facts = InputFacts {
         nwindows: 4,
@@ -47,7 +47,7 @@ pub fn small_plan() -> Plan {
     };
     spec.image.npixel = crate::spec::AutoOr::Value(256);
     spec.image.weighting.kind = WeightingKind::Natural;
-    spec.parallelism.reduction_fan_in = 4;
+    spec.parallelism.reduction_fan_in = 2;
     spec.parallelism.windows_per_shard = Some(1);
     let opts = PlanOptions {
         job: "small".into(),
