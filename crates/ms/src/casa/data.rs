@@ -193,16 +193,9 @@ pub(crate) fn read_group(
     read_group_in_blocks(main, plan, group, BLOCK_BYTES)
 }
 
-/// [`read_group`] reading blocks of about `block_bytes` of raw cells (at least a row).
-fn read_group_in_blocks(
-    main: &mut Tab,
-    plan: &Plan,
-    group: &[usize],
-    block_bytes: usize,
-) -> Result<Vec<VisBlock>, MsError> {
-    let Some(&first) = group.first() else {
-        return Ok(Vec::new());
-    };
+/// A group must name windows of `plan` (`first` among them), all of one spectral window;
+/// returns that spectral window.
+fn check_group(plan: &Plan, group: &[usize], first: usize) -> Result<usize, MsError> {
     if let Some(&w) = group.iter().find(|&&w| w >= plan.windows.len()) {
         return Err(MsError::selection(
             "windows",
@@ -216,6 +209,20 @@ fn read_group_in_blocks(
             "a group must hold windows of one spectral window",
         ));
     }
+    Ok(s)
+}
+
+/// [`read_group`] reading blocks of about `block_bytes` of raw cells (at least a row).
+fn read_group_in_blocks(
+    main: &mut Tab,
+    plan: &Plan,
+    group: &[usize],
+    block_bytes: usize,
+) -> Result<Vec<VisBlock>, MsError> {
+    let Some(&first) = group.first() else {
+        return Ok(Vec::new());
+    };
+    let s = check_group(plan, group, first)?;
     let column = plan.column.column();
     let double = check_main_columns(main, column)? == T::TpDComplex;
     let spw = &plan.spws[s];
@@ -432,19 +439,7 @@ fn read_time_chunks_in_blocks(
     if time_chunk == 0 {
         return Err(MsError::selection("time chunk", "must be at least 1"));
     }
-    if let Some(&w) = group.iter().find(|&&w| w >= plan.windows.len()) {
-        return Err(MsError::selection(
-            "windows",
-            format!("window {w} of {}", plan.windows.len()),
-        ));
-    }
-    let s = plan.windows[first].spw;
-    if group.iter().any(|&w| plan.windows[w].spw != s) {
-        return Err(MsError::selection(
-            "windows",
-            "a group must hold windows of one spectral window",
-        ));
-    }
+    let s = check_group(plan, group, first)?;
     let l = &plan.layout;
     let nchunks = l.ntime().div_ceil(time_chunk);
     if let Some(&tc) = chunks.iter().find(|&&tc| tc >= nchunks) {

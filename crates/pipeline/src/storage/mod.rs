@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 pub use error::StorageError;
 pub use options::{S3Options, StoreOptions};
@@ -202,17 +202,7 @@ impl Store {
             .buffer_unordered(MULTIPART_CONCURRENCY)
             .try_collect()
             .await;
-        let result = match sent {
-            Ok(_) => upload.complete().await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            if let Err(abort) = upload.abort().await {
-                tracing::warn!(key = %self.key_url(key), error = %abort, "aborting multipart upload failed");
-            }
-            return Err(self.err(key, e));
-        }
-        Ok(())
+        self.finish_upload(key, upload, sent.map(|_| ())).await
     }
 
     /// Writes an object made lazily by `parts` (each of at least 5 MiB but the last,
@@ -244,7 +234,18 @@ impl Store {
             }
             result = upload.put_part(PutPayload::from(part)).await;
         }
-        let result = match result {
+        self.finish_upload(key, upload, result).await
+    }
+
+    /// Completes `upload` when its parts were `sent`, else aborts it (so no parts are
+    /// left behind) and returns the error naming `key`.
+    async fn finish_upload(
+        &self,
+        key: &str,
+        mut upload: Box<dyn MultipartUpload>,
+        sent: object_store::Result<()>,
+    ) -> Result<(), StorageError> {
+        let result = match sent {
             Ok(()) => upload.complete().await.map(|_| ()),
             Err(e) => Err(e),
         };
