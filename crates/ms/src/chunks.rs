@@ -68,6 +68,7 @@ pub struct TimeChunk {
 
 impl WindowChunk {
     /// An all-flagged chunk of `len` samples.
+    #[cfg(feature = "casacore")]
     pub(crate) fn empty(window: usize, len: usize, precision: Precision) -> Self {
         let values = match precision {
             Precision::Single => ChunkValues::Single {

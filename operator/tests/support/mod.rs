@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use aperture_pipeline::spec::ImagingJob;
 use controlplane::{Binaries, ControlPlane};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::ListParams;
+use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
 use node_agent::{AgentHandle, Mode, NodeAgent, NodeSpec};
 use process::Proc;
@@ -234,22 +236,29 @@ fn start(p: Prereq) -> Result<Env, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let out = env
-        .cp
-        .kubectl()
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "crd/imagingjobs.aperture.dev",
-            "--timeout=60s",
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "CRD not established: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    // Watched with kube's own condition rather than `kubectl wait`, which fails at once
+    // ("accessor error: <nil>") when it reads the CRD before the API server has given it
+    // any status conditions.
+    let established = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(async {
+            let crds: Api<CustomResourceDefinition> = Api::all(env.admin().await);
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                await_condition(
+                    crds,
+                    "imagingjobs.aperture.dev",
+                    conditions::is_crd_established(),
+                ),
+            )
+            .await
+        });
+    match established {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("CRD not established: {e}")),
+        Err(_) => return Err("CRD not established within 60 s".into()),
     }
     Ok(env)
 }
