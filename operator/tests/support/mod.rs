@@ -238,28 +238,34 @@ fn start(p: Prereq) -> Result<Env, String> {
     }
     // Watched with kube's own condition rather than `kubectl wait`, which fails at once
     // ("accessor error: <nil>") when it reads the CRD before the API server has given it
-    // any status conditions.
-    let established = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?
-        .block_on(async {
-            let crds: Api<CustomResourceDefinition> = Api::all(env.admin().await);
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                await_condition(
-                    crds,
-                    "imagingjobs.aperture.dev",
-                    conditions::is_crd_established(),
-                ),
-            )
-            .await
-        });
-    match established {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(format!("CRD not established: {e}")),
-        Err(_) => return Err("CRD not established within 60 s".into()),
-    }
+    // any status conditions. On a thread of its own: async tests reach here from inside
+    // their runtime.
+    let admin = env.cp.admin_kubeconfig.clone();
+    let established = std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let crds: Api<CustomResourceDefinition> = Api::all(client(&admin).await?);
+                tokio::time::timeout(
+                    Duration::from_secs(60),
+                    await_condition(
+                        crds,
+                        "imagingjobs.aperture.dev",
+                        conditions::is_crd_established(),
+                    ),
+                )
+                .await
+                .map_err(|_| "CRD not established within 60 s".to_string())?
+                .map_err(|e| format!("CRD not established: {e}"))
+            })
+        })
+        .join()
+        .map_err(|_| "the CRD watch thread panicked".to_string())?
+    });
+    established?;
     Ok(env)
 }
 
