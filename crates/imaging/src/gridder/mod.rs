@@ -30,7 +30,7 @@ use crate::image::{Image, ImageGeometry};
 use engine::ModelImage;
 pub use engine::data_extent;
 pub use fft_size::good_fft_size;
-pub use params::{DataExtent, Request, choose_layout_costed};
+pub use params::{CallCost, DataExtent, Request, choose_layout_costed, choose_layout_parts};
 
 /// Floating-point precision of the gridding computation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -140,6 +140,33 @@ pub fn choose_layout_costed(
     data: &DataExtent,
     req: &Request,
 ) -> Result<(Layout, f64), ImagingError> {
+    choose_layout_parts(geom, data, req).map(|(layout, cost)| (layout, cost.total()))
+}
+
+/// The cost model's estimate of one gridder call, split into the part that grows with
+/// the samples and the part paid once per call (the w-planes' FFTs and screens).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallCost {
+    /// Gridding or degridding the samples: nvis × w-support × (support² cell updates +
+    /// kernel evaluation), seconds.
+    pub gridding: f64,
+    /// nplanes × (pruned 2-D FFT + w-screen), seconds.
+    pub planes: f64,
+}
+
+impl CallCost {
+    /// Seconds of the whole call.
+    pub fn total(&self) -> f64 {
+        self.gridding + self.planes
+    }
+}
+
+/// [`choose_layout_costed`] with the estimate split into its [`CallCost`] parts.
+pub fn choose_layout_parts(
+    geom: &ImageGeometry,
+    data: &DataExtent,
+    req: &Request,
+) -> Result<(Layout, CallCost), ImagingError> {
     geom.validate()?;
     let (min_eps, max_eps) = epsilon_range(req.double);
     if !(req.epsilon.is_finite() && req.epsilon >= min_eps && req.epsilon <= max_eps) {
@@ -165,7 +192,7 @@ pub fn choose_layout_costed(
     } else {
         MAX_SUPPORT_F32
     };
-    let mut best: Option<(f64, Layout)> = None;
+    let mut best: Option<(CallCost, Layout)> = None;
     for d in KERNEL_TABLE.iter() {
         let w = d.support;
         if w > max_w || error_bound(d, ndim, req.double) > req.epsilon {
@@ -199,7 +226,10 @@ pub fn choose_layout_costed(
         } else {
             0.0
         };
-        let total = grid + nplanes as f64 * (fft_plane + screen);
+        let call = CallCost {
+            gridding: grid,
+            planes: nplanes as f64 * (fft_plane + screen),
+        };
         let layout = Layout {
             npix_x: geom.npix_x,
             npix_y: geom.npix_y,
@@ -214,11 +244,11 @@ pub fn choose_layout_costed(
             dw,
             c_half,
         };
-        if best.as_ref().is_none_or(|(t, _)| total < *t) {
-            best = Some((total, layout));
+        if best.as_ref().is_none_or(|(t, _)| call.total() < t.total()) {
+            best = Some((call, layout));
         }
     }
-    best.map(|(t, l)| (l, t)).ok_or_else(|| {
+    best.map(|(c, l)| (l, c)).ok_or_else(|| {
         ImagingError::invalid(
             "epsilon",
             format!(

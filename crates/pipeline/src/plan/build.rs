@@ -7,7 +7,7 @@ use aperture_imaging::sim::advise::{AdviceParams, advise_wide_field};
 use sha2::{Digest, Sha256};
 
 use super::cost::{CostEstimate, estimate_window};
-use super::shards::balance_shards;
+use super::shards::{WindowCosts, balance_shards};
 use super::tree::tree_levels;
 use super::{
     InputFacts, PLAN_FORMAT, PLAN_VERSION, Plan, PlanError, PlannedImage, ReduceRef, Stage,
@@ -150,12 +150,13 @@ fn geometry(spec: &ImagingJobSpec, f: &InputFacts) -> Result<ImageGeometry, Plan
     .map_err(|e| PlanError::input("spec.image", e.to_string()))
 }
 
-/// Per-window invert cost, sampled at most [`COST_SAMPLES`] times and interpolated.
+/// Per-window invert cost, split into gridding and per-call plane parts, sampled at
+/// most [`COST_SAMPLES`] times and interpolated; and the estimate with the largest grid.
 fn window_costs(
     f: &InputFacts,
     geom: &ImageGeometry,
     req: &Request,
-) -> Result<(Vec<f64>, CostEstimate), PlanError> {
+) -> Result<(Vec<(f64, f64)>, CostEstimate), PlanError> {
     let n = f.nwindows;
     let samples: Vec<u32> = if n <= COST_SAMPLES {
         (0..n).collect()
@@ -182,13 +183,33 @@ fn window_costs(
         let (w0, e0) = est[j];
         let c = if let Some(&(w1, e1)) = est.get(j + 1) {
             let t = f64::from(w - w0) / f64::from(w1 - w0);
-            e0.grid_seconds + t * (e1.grid_seconds - e0.grid_seconds)
+            (
+                e0.gridding_seconds + t * (e1.gridding_seconds - e0.gridding_seconds),
+                e0.plane_seconds + t * (e1.plane_seconds - e0.plane_seconds),
+            )
         } else {
-            e0.grid_seconds
+            (e0.gridding_seconds, e0.plane_seconds)
         };
         costs.push(c);
     }
     Ok((costs, worst))
+}
+
+/// Windows a map task images per gridder call, as `tasks::map` batches them: one when
+/// each window carries its own Taylor-term model (nmoment > 1), else as many as fit
+/// its batch budget (at least one).
+fn windows_per_batch(facts: &InputFacts, worst: &CostEstimate, npix: u64, nmom: u64) -> usize {
+    if nmom > 1 {
+        return 1;
+    }
+    let budget = crate::tasks::batch_budget_for(worst.grid_bytes, facts.window_bytes(), npix, 1);
+    let block = crate::tasks::block_bytes_for(
+        facts.rows() * u64::from(facts.channels_per_window),
+        facts.rows(),
+    );
+    usize::try_from(budget / block.max(1))
+        .unwrap_or(usize::MAX)
+        .max(1)
 }
 
 /// Plans `spec` over input `facts`.
@@ -220,8 +241,13 @@ pub fn make_plan(
         PipelineKind::Continuum | PipelineKind::Ical => 2.0,
         _ => 1.0,
     };
-    let map_w: Vec<f64> = invert_w.iter().map(|c| c * map_factor).collect();
-    let total: f64 = map_w.iter().sum();
+    let map_w = WindowCosts {
+        gridding_w: invert_w.iter().map(|c| c.0 * map_factor).collect(),
+        planes_w: invert_w.iter().map(|c| c.1 * map_factor).collect(),
+        per_batch: windows_per_batch(facts, &worst, geom.npix_x as u64, nmom),
+    };
+    // The whole job's map work, batched as one task would batch it.
+    let total = map_w.shard_seconds(0..invert_w.len());
     let par = &spec.parallelism;
     let by_target = (total / par.target_task_seconds).ceil() as usize;
     // Use every worker while map tasks stay above MIN_SPLIT_TASK_SECONDS.
@@ -474,14 +500,17 @@ pub fn make_plan(
 }
 
 /// Shards of exactly `n` windows (the last may hold fewer).
-fn fixed_shards(cost_w: &[f64], n: usize) -> Vec<super::Shard> {
-    cost_w
-        .chunks(n)
-        .enumerate()
-        .map(|(i, c)| super::Shard {
-            first_window: (i * n) as u32,
-            windows: c.len() as u32,
-            est_seconds: c.iter().sum(),
+fn fixed_shards(costs: &WindowCosts, n: usize) -> Vec<super::Shard> {
+    let nw = costs.gridding_w.len();
+    (0..nw)
+        .step_by(n)
+        .map(|first| {
+            let end = (first + n).min(nw);
+            super::Shard {
+                first_window: first as u32,
+                windows: (end - first) as u32,
+                est_seconds: costs.shard_seconds(first..end),
+            }
         })
         .collect()
 }

@@ -3,7 +3,7 @@
 //! choice (`choose_layout_costed`), and memory = grids + image moments + the window.
 
 use aperture_imaging::SPEED_OF_LIGHT;
-use aperture_imaging::gridder::{DataExtent, Request, choose_layout_costed};
+use aperture_imaging::gridder::{DataExtent, Request, choose_layout_parts};
 use aperture_imaging::image::ImageGeometry;
 
 use super::{InputFacts, PlanError};
@@ -11,8 +11,13 @@ use super::{InputFacts, PlanError};
 /// What one window costs one task.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CostEstimate {
-    /// One invert (or one predict) of the window, single-threaded seconds.
+    /// One invert (or one predict) of the window alone, single-threaded seconds.
     pub grid_seconds: f64,
+    /// The part of `grid_seconds` that grows with the window's samples.
+    pub gridding_seconds: f64,
+    /// The part paid once per gridder call (w-plane FFTs and screens): a batch of
+    /// windows imaged in one call pays it once.
+    pub plane_seconds: f64,
     /// Bytes of the padded complex grid the gridder holds.
     pub grid_bytes: u64,
     pub nu: u32,
@@ -35,11 +40,13 @@ pub fn estimate_window(
         w_max: facts.max_w_m * k,
         uv_extent: (facts.max_uv_m * k * geom.cell).min(0.5),
     };
-    let (layout, seconds) = choose_layout_costed(geom, &data, req)
+    let (layout, cost) = choose_layout_parts(geom, &data, req)
         .map_err(|e| PlanError::input("spec.image", e.to_string()))?;
     let bytes_per = if req.double { 16 } else { 8 };
     Ok(CostEstimate {
-        grid_seconds: seconds,
+        grid_seconds: cost.total(),
+        gridding_seconds: cost.gridding,
+        plane_seconds: cost.planes,
         grid_bytes: (layout.nu * layout.nv) as u64 * bytes_per,
         nu: layout.nu as u32,
         support: layout.kernel.support as u32,

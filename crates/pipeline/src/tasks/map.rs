@@ -184,7 +184,12 @@ pub fn batch_budget(env: &TaskEnv, residual: bool) -> u64 {
 /// Bytes of a block in memory: complex f64 visibility, f64 weight, flag and f64
 /// imaging weight per sample; uvw, antennas and time per row.
 fn block_bytes(b: &VisBlock) -> u64 {
-    (b.n_vis() * (16 + 8 + 1 + 8) + b.n_rows() * (24 + 8 + 8)) as u64
+    block_bytes_for(b.n_vis() as u64, b.n_rows() as u64)
+}
+
+/// [`block_bytes`] of a block of `nvis` samples in `nrows` rows (the planner's view).
+pub fn block_bytes_for(nvis: u64, nrows: u64) -> u64 {
+    nvis * (16 + 8 + 1 + 8) + nrows * (24 + 8 + 8)
 }
 
 /// One window read and weighted, waiting in a batch.

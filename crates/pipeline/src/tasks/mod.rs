@@ -20,6 +20,7 @@ mod weights;
 pub use common::{TaskEnv, load_plan};
 pub use gains::StoredGains;
 pub use manifest::{TaskManifest, host_name, peak_rss_bytes};
+pub(crate) use map::{batch_budget_for, block_bytes_for};
 pub use moments::Moments;
 pub use partial::Partial;
 pub use predict::PREDICTED_KEY;
