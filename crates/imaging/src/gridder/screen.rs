@@ -13,7 +13,14 @@ use super::layout::Layout;
 pub fn n_minus_one(layout: &Layout, qx: usize, qy: usize) -> f64 {
     let l = qx as f64 * layout.cell;
     let m = qy as f64 * layout.cell;
-    let r2 = l * l + m * m;
+    n_minus_one_of(l * l, m * m)
+}
+
+/// n − 1 = −r²/(1 + √(1 − r²)) for r² = l² + m² (no cancellation near the centre).
+/// Branch-free, so the screen row loop vectorises through it.
+#[inline(always)]
+fn n_minus_one_of(l2: f64, m2: f64) -> f64 {
+    let r2 = l2 + m2;
     -r2 / (1.0 + (1.0 - r2).sqrt())
 }
 
@@ -67,15 +74,17 @@ pub fn apply_correction(layout: &Layout, data_yx: &mut [f64]) {
 }
 
 /// The w-screen e^{2πi w_j (n − 1)} of the current plane, made one row at a time where
-/// it is applied: only n − 1 is stored (one f64 per quadrant pixel, 2 bytes per image
-/// pixel), not the screen, so the gridder's memory beside its grid and output image
-/// stays small (issue #4's bound of 1.5 × (grid + one window)). Each value is exact to
-/// a few ulp (no recurrence across planes).
+/// it is applied, n − 1 included: only l² per quadrant column is stored (one f64 per
+/// |X|), not the screen nor n − 1 per pixel, so the gridder's memory beside its grid and
+/// output image stays small (issue #4's bound of 1.5 × (grid + one window)). Each value
+/// is exact to a few ulp (no recurrence across planes) and n − 1 has the bits of
+/// [`n_minus_one`].
 #[derive(Debug)]
 pub struct Screens {
-    /// n − 1 per quadrant pixel, `[qy, qx]`.
-    c_q: Vec<f64>,
-    pub qnx: usize,
+    /// l² = (|X| · cell)² per quadrant column.
+    l2_q: Vec<f64>,
+    /// Pixel size, radians.
+    cell: f64,
     /// w of the current plane, wavelengths.
     w: f64,
 }
@@ -123,16 +132,16 @@ fn cis_turns(t: f64) -> (f64, f64) {
 
 impl Screens {
     pub fn new(layout: &Layout) -> Self {
-        let (qnx, qny) = quadrant_dims(layout);
-        let mut c_q = vec![0.0; qnx * qny];
-        c_q.par_chunks_mut(qnx).enumerate().for_each(|(qy, row)| {
-            for (qx, c) in row.iter_mut().enumerate() {
-                *c = n_minus_one(layout, qx, qy);
-            }
-        });
+        let (qnx, _) = quadrant_dims(layout);
+        let l2_q = (0..qnx)
+            .map(|qx| {
+                let l = qx as f64 * layout.cell;
+                l * l
+            })
+            .collect();
         Self {
-            c_q,
-            qnx,
+            l2_q,
+            cell: layout.cell,
             w: layout.plane_w(0),
         }
     }
@@ -142,27 +151,29 @@ impl Screens {
         self.w = layout.plane_w(plane);
     }
 
-    /// Fills `out` (`qnx` values) with the screen for |Y| = qy, indexed by |X|: with
+    /// Fills `out` (npix_x/2 + 1 values) with the screen for |Y| = qy, indexed by |X|: with
     /// AVX2 when the CPU has it (four lanes instead of SSE2's two; the same operations,
-    /// so the same bits: Rust does not contract to FMA on its own), else portably.
+    /// so the same bits: Rust does not contract to FMA on its own, and √ and ÷ are
+    /// correctly rounded in every lane), else portably.
     #[inline]
     pub fn fill_row(&self, qy: usize, out: &mut [Complex64]) {
-        let c = &self.c_q[qy * self.qnx..(qy + 1) * self.qnx];
+        let m = qy as f64 * self.cell;
+        let m2 = m * m;
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { fill_row_avx2(self.w, c, out) };
+            unsafe { fill_row_avx2(self.w, m2, &self.l2_q, out) };
             return;
         }
-        fill_row_portable(self.w, c, out);
+        fill_row_portable(self.w, m2, &self.l2_q, out);
     }
 }
 
-/// e^{2πi w c} for each `c` into `out`.
+/// e^{2πi w (n − 1)} for n − 1 of each l² in `l2` with m² = `m2`, into `out`.
 #[inline(always)]
-fn fill_row_portable(w: f64, c: &[f64], out: &mut [Complex64]) {
-    for (o, &c) in out.iter_mut().zip(c) {
-        let (re, im) = cis_turns(w * c);
+fn fill_row_portable(w: f64, m2: f64, l2: &[f64], out: &mut [Complex64]) {
+    for (o, &l2) in out.iter_mut().zip(l2) {
+        let (re, im) = cis_turns(w * n_minus_one_of(l2, m2));
         *o = Complex64::new(re, im);
     }
 }
@@ -173,8 +184,8 @@ fn fill_row_portable(w: f64, c: &[f64], out: &mut [Complex64]) {
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn fill_row_avx2(w: f64, c: &[f64], out: &mut [Complex64]) {
-    fill_row_portable(w, c, out);
+unsafe fn fill_row_avx2(w: f64, m2: f64, l2: &[f64], out: &mut [Complex64]) {
+    fill_row_portable(w, m2, l2, out);
 }
 
 #[cfg(test)]
@@ -197,27 +208,70 @@ mod tests {
         assert!(worst < 4e-16, "{worst}");
     }
 
-    /// The AVX2 row gives the portable row's bits.
+    /// Rows of l² and m² over the whole n − 1 range of an image (r² up to 1/2).
+    fn l2_row(cell: f64, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|q| {
+                let l = q as f64 * cell;
+                l * l
+            })
+            .collect()
+    }
+
+    /// The AVX2 row gives the portable row's bits, and both give e^{2πi w (n − 1)} of
+    /// the stored-value path (n − 1 made apart, then the phasor) bit for bit.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_rows_equal_portable_rows() {
         if !std::is_x86_feature_detected!("avx2") {
             return;
         }
-        let c: Vec<f64> = (0..1001).map(|i| -1e-3 * i as f64 * 0.37).collect();
-        for w in [0.0, 1.5, -733.25, 15_001.7] {
-            let mut a = vec![Complex64::default(); c.len()];
-            let mut b = a.clone();
-            fill_row_portable(w, &c, &mut a);
-            // SAFETY: AVX2 checked above.
-            unsafe { fill_row_avx2(w, &c, &mut b) };
-            assert!(
-                a.iter()
-                    .zip(&b)
-                    .all(|(x, y)| x.re.to_bits() == y.re.to_bits()
-                        && x.im.to_bits() == y.im.to_bits()),
-                "w = {w}"
-            );
+        let cell = 0.7 / 1001.0;
+        let l2 = l2_row(cell, 1001);
+        for qy in [0usize, 1, 333, 1000] {
+            let m = qy as f64 * cell;
+            let m2 = m * m;
+            for w in [0.0, 1.5, -733.25, 15_001.7] {
+                let mut a = vec![Complex64::default(); l2.len()];
+                let mut b = a.clone();
+                fill_row_portable(w, m2, &l2, &mut a);
+                // SAFETY: AVX2 checked above.
+                unsafe { fill_row_avx2(w, m2, &l2, &mut b) };
+                let same = |x: &Complex64, y: &Complex64| {
+                    x.re.to_bits() == y.re.to_bits() && x.im.to_bits() == y.im.to_bits()
+                };
+                assert!(a.iter().zip(&b).all(|(x, y)| same(x, y)), "w = {w}");
+                for (qx, x) in a.iter().enumerate() {
+                    let l = qx as f64 * cell;
+                    let r2 = l * l + m * m;
+                    let c = -r2 / (1.0 + (1.0 - r2).sqrt());
+                    let (re, im) = cis_turns(w * c);
+                    assert!(same(x, &Complex64::new(re, im)), "w = {w}, ({qx}, {qy})");
+                }
+            }
         }
+    }
+
+    /// The screen row is e^{2πi w (n − 1)} with n = √(1 − l² − m²), to 1e-12 (libm, with
+    /// n − 1 formed directly: cancellation near the centre costs a few 1e-16·|w|).
+    #[test]
+    fn rows_match_the_direct_screen() {
+        let cell = 0.6 / 800.0;
+        let l2 = l2_row(cell, 801);
+        let mut worst = 0.0f64;
+        for qy in [0usize, 7, 400, 800] {
+            let m = qy as f64 * cell;
+            for w in [0.5, -120.25, 200.0] {
+                let mut row = vec![Complex64::default(); l2.len()];
+                fill_row_portable(w, m * m, &l2, &mut row);
+                for (qx, got) in row.iter().enumerate() {
+                    let l = qx as f64 * cell;
+                    let n = (1.0 - l * l - m * m).sqrt();
+                    let (s, c) = (std::f64::consts::TAU * w * (n - 1.0)).sin_cos();
+                    worst = worst.max((got.re - c).abs()).max((got.im - s).abs());
+                }
+            }
+        }
+        assert!(worst < 1e-12, "{worst}");
     }
 }

@@ -164,18 +164,29 @@ impl TaskEnv {
 
 /// A partial written while it is made: its header first, then each image as soon as it
 /// exists, in multipart parts, so an image can be freed before the next is computed.
-/// The object appears only when [`PartialUpload::finish`] completes.
+/// [`PartialUpload::flush`] sends what is buffered, so nothing is held while the next
+/// image is made. The object appears only when [`PartialUpload::finish`] completes.
 pub struct PartialUpload {
     key_url: String,
     upload: Box<dyn MultipartUpload>,
     buf: Vec<u8>,
+    /// Bytes of each part sent so far.
+    part_sizes: Vec<usize>,
 }
+
+/// The smallest part S3 accepts, except the last of an upload ("Amazon S3 multipart
+/// upload limits", docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html).
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// Bytes encoded at a time before they are appended to the part being filled.
+const ENCODE_CHUNK: usize = 1 << 20;
 
 impl std::fmt::Debug for PartialUpload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartialUpload")
             .field("key_url", &self.key_url)
             .field("buffered", &self.buf.len())
+            .field("part_sizes", &self.part_sizes)
             .finish_non_exhaustive()
     }
 }
@@ -190,12 +201,25 @@ impl TaskEnv {
         neq: Option<&NormalEquations>,
         m: &mut TaskManifest,
     ) -> Result<PartialUpload, TaskError> {
-        let key_url = self.out.key_url(key);
+        PartialUpload::begin(&self.out, key, shapes, scalars, neq, m).await
+    }
+}
+
+impl PartialUpload {
+    /// Starts the partial `key` of `store` ([`TaskEnv::begin_partial`]).
+    pub async fn begin(
+        store: &Store,
+        key: &str,
+        shapes: &[(String, [usize; 2])],
+        scalars: &BTreeMap<String, f64>,
+        neq: Option<&NormalEquations>,
+        m: &mut TaskManifest,
+    ) -> Result<PartialUpload, TaskError> {
+        let key_url = store.key_url(key);
         let rel = ObjectPath::parse(key)
             .map_err(|e| TaskError::Permanent(format!("{key_url}: bad key: {e}")))?;
-        let path: ObjectPath = self.out.prefix().parts().chain(rel.parts()).collect();
-        let upload = self
-            .out
+        let path: ObjectPath = store.prefix().parts().chain(rel.parts()).collect();
+        let upload = store
             .object_store()
             .put_multipart(&path)
             .await
@@ -206,12 +230,14 @@ impl TaskEnv {
             key_url,
             upload,
             buf,
+            part_sizes: Vec::new(),
         })
     }
-}
 
-impl PartialUpload {
-    /// Appends the next image (as named at [`TaskEnv::begin_partial`]).
+    /// Appends the next image (as named at [`TaskEnv::begin_partial`]). Parts of
+    /// [`MULTIPART_PART_SIZE`] are sent once at least [`MIN_PART_SIZE`] more is buffered
+    /// behind them, so that [`PartialUpload::flush`] can always send what is left as a
+    /// part S3 accepts.
     pub async fn write(
         &mut self,
         img: PartImage<'_>,
@@ -219,12 +245,12 @@ impl PartialUpload {
     ) -> Result<(), TaskError> {
         let t = Instant::now();
         let images = [img];
-        for chunk in PartEncoder::body(&images, MULTIPART_PART_SIZE) {
+        for chunk in PartEncoder::body(&images, ENCODE_CHUNK) {
             m.bytes_out += chunk.len() as u64;
             self.buf.extend_from_slice(&chunk);
-            if self.buf.len() >= MULTIPART_PART_SIZE {
-                let rest = self.buf.split_off(MULTIPART_PART_SIZE);
-                let part = std::mem::replace(&mut self.buf, rest);
+            if self.buf.len() >= MULTIPART_PART_SIZE + MIN_PART_SIZE {
+                let part = self.buf[..MULTIPART_PART_SIZE].to_vec();
+                self.buf.drain(..MULTIPART_PART_SIZE);
                 self.put(part).await?;
             }
         }
@@ -232,9 +258,29 @@ impl PartialUpload {
         Ok(())
     }
 
+    /// Sends everything buffered when it makes a part S3 accepts (at least
+    /// [`MIN_PART_SIZE`], which always holds after an image of that size or more) and
+    /// frees the buffer, so nothing of the images written so far is held; a smaller rest
+    /// stays buffered for the next image.
+    pub async fn flush(&mut self, m: &mut TaskManifest) -> Result<(), TaskError> {
+        if self.buf.len() < MIN_PART_SIZE {
+            self.buf.shrink_to_fit();
+            return Ok(());
+        }
+        let t = Instant::now();
+        let part = std::mem::take(&mut self.buf);
+        self.put(part).await?;
+        m.write_seconds += t.elapsed().as_secs_f64();
+        Ok(())
+    }
+
     async fn put(&mut self, part: Vec<u8>) -> Result<(), TaskError> {
+        let len = part.len();
         match self.upload.put_part(PutPayload::from(part)).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.part_sizes.push(len);
+                Ok(())
+            }
             Err(e) => {
                 let _ = self.upload.abort().await;
                 Err(StorageError::from_object_store(self.key_url.clone(), e).into())
@@ -242,18 +288,85 @@ impl PartialUpload {
         }
     }
 
-    /// Sends what is left and completes the object.
-    pub async fn finish(mut self, m: &mut TaskManifest) -> Result<(), TaskError> {
+    /// Sends what is left and completes the object; returns the bytes of each part sent.
+    pub async fn finish(mut self, m: &mut TaskManifest) -> Result<Vec<usize>, TaskError> {
         let t = Instant::now();
         let last = std::mem::take(&mut self.buf);
-        self.put(last).await?;
+        // An empty last part only when there is no other: S3 needs at least one.
+        if !last.is_empty() || self.part_sizes.is_empty() {
+            self.put(last).await?;
+        }
         if let Err(e) = self.upload.complete().await {
             let _ = self.upload.abort().await;
             return Err(StorageError::from_object_store(self.key_url.clone(), e).into());
         }
         m.write_seconds += t.elapsed().as_secs_f64();
-        Ok(())
+        Ok(std::mem::take(&mut self.part_sizes))
     }
+}
+
+/// Hands the allocator's free memory back to the system (glibc's malloc_trim(3), which
+/// also releases free pages inside its heaps), so that what earlier phases freed
+/// (decoded chunks, upload parts, the previous gridder call's buffers) is not still
+/// resident beside the next grid. Called before each gridder call of a map task: up to
+/// 14 MiB at 2048² (issue #4's memory bound).
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free allocator memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Makes glibc serve every allocation of at least 4 MiB with its own mapping, returned
+/// to the system when freed (mallopt(3) `M_MMAP_THRESHOLD`; fixing it also stops glibc
+/// from raising it up to 32 MiB after such blocks are freed, which sends later
+/// window-sized arrays, read pieces and upload parts into heaps that stay resident).
+/// Smaller blocks (the FFT's per-task buffers) stay in the heap, reused without page
+/// faults.
+pub fn large_blocks_mapped() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; M_MMAP_THRESHOLD is a valid option.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
+/// The environment variable that turns on [`mem_mark`].
+pub const MEM_TRACE_ENV: &str = "APERTURE_MEM_TRACE";
+
+/// With `APERTURE_MEM_TRACE` set, prints to stderr the process's resident memory
+/// (`VmRSS`), its peak so far (`VmHWM`, proc(5)) and glibc's live heap bytes (in-use arena
+/// bytes plus mmapped blocks, mallinfo2(3)) at the named phase of a task: what is alive
+/// at a worker's peak (issue #4's memory bound). Nothing otherwise.
+pub fn mem_mark(phase: &str) {
+    if std::env::var_os(MEM_TRACE_ENV).is_none() {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |field: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let mib = 1024.0 * 1024.0;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    let live = {
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let mi = unsafe { libc::mallinfo2() };
+        (mi.uordblks + mi.hblkhd) as f64 / mib
+    };
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let live = f64::NAN;
+    eprintln!(
+        "mem {phase}: rss {:.1} MiB (anon {:.1}, file {:.1}), hwm {:.1} MiB, heap live {live:.1} MiB",
+        kib("VmRSS:") / 1024.0,
+        kib("RssAnon:") / 1024.0,
+        kib("RssFile:") / 1024.0,
+        kib("VmHWM:") / 1024.0,
+    );
 }
 
 /// A kernel error inside a task: permanent, naming the task.
@@ -276,4 +389,79 @@ pub async fn read_window(
     m.read_seconds += t.elapsed().as_secs_f64();
     m.bytes_in += (block.n_vis() * 13) as u64;
     Ok(block)
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::*;
+    use crate::plan::{Stage, TaskKind};
+
+    fn manifest() -> TaskManifest {
+        let st = Stage {
+            name: "invert".into(),
+            kind: TaskKind::Invert,
+            tasks: 1,
+            deps: Vec::new(),
+            cycle: 0,
+            tree: None,
+            reduce: None,
+            skippable: false,
+            est_task_seconds: 1.0,
+        };
+        TaskManifest::start(&st, 0)
+    }
+
+    /// A partial written image by image with flushes in between reads back as the
+    /// materialised partial; every part but the last is one S3 accepts, and a flush
+    /// leaves less than a part buffered (nothing after an image of a part or more).
+    #[test]
+    fn flushed_upload_equals_the_materialised_partial() {
+        let store = Store::from_url("memory://flush-test").expect("memory store");
+        // 11.4 MiB (flushed whole), 0.2 MiB (too small to flush: kept), 15.3 MiB.
+        let sizes = [(1000usize, 1500usize), (100, 250), (2000, 1000)];
+        let imgs: Vec<Array2<f64>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &(ny, nx))| Array2::from_shape_fn((ny, nx), |(y, x)| (y * nx + x + k) as f64))
+            .collect();
+        let names = ["d0", "d1", "p0"];
+        let scales = [1.0, 0.25, -2.0];
+        let mut want = Partial::default();
+        for ((n, a), s) in names.iter().zip(&imgs).zip(scales) {
+            want.arrays.insert(n.to_string(), a.mapv(|v| v * s));
+        }
+        want.scalars.insert("sumwt".into(), 3.5);
+        let shapes: Vec<(String, [usize; 2])> = names
+            .iter()
+            .zip(&sizes)
+            .map(|(n, &(ny, nx))| (n.to_string(), [ny, nx]))
+            .collect();
+        let mut m = manifest();
+        let parts = futures::executor::block_on(async {
+            let mut up =
+                PartialUpload::begin(&store, "p.bin", &shapes, &want.scalars, None, &mut m).await?;
+            for ((name, data), scale) in names.iter().zip(&imgs).zip(scales) {
+                up.write(PartImage { name, data, scale }, &mut m).await?;
+                up.flush(&mut m).await?;
+                // An image of a part or more leaves nothing behind; a smaller rest
+                // waits for the next image.
+                let held = up.buf.len();
+                assert!(held < MIN_PART_SIZE, "{name}: {held} bytes held");
+                if data.len() * 8 >= MIN_PART_SIZE {
+                    assert_eq!(held, 0, "{name}");
+                }
+            }
+            up.finish(&mut m).await
+        })
+        .expect("upload");
+        let (last, rest) = parts.split_last().expect("parts");
+        assert!(rest.iter().all(|&p| p >= MIN_PART_SIZE), "{parts:?}");
+        assert!(*last > 0, "{parts:?}");
+        assert!(parts.len() >= 3, "{parts:?}");
+        let bytes = futures::executor::block_on(store.get("p.bin")).expect("object");
+        assert_eq!(bytes.len(), want.to_bytes().len());
+        assert_eq!(Partial::from_bytes(&bytes, "p.bin").expect("parses"), want);
+    }
 }

@@ -31,7 +31,7 @@ use aperture_imaging::weighting::{
 use ndarray::{Array2, s};
 use num_complex::Complex64;
 
-use super::common::{kernel, read_window};
+use super::common::{kernel, large_blocks_mapped, mem_mark, read_window, release_free_memory};
 use super::moments::MomentSum;
 use super::partial::PartImage;
 use super::weights::global_density;
@@ -90,11 +90,14 @@ pub async fn read_model(
     m: &mut TaskManifest,
 ) -> Result<Vec<Array2<f64>>, TaskError> {
     let key = Plan::model_key(cycle);
-    let p = env.read_partial(&key, m).await?;
+    let mut p = env.read_partial(&key, m).await?;
+    // Taken, not copied: a copy doubled the model while it was read.
     (0..env.nmoment())
         .map(|t| {
-            p.array(&Moments::model_name(t), &env.out.key_url(&key))
-                .cloned()
+            let name = Moments::model_name(t);
+            p.arrays.remove(&name).ok_or_else(|| {
+                TaskError::corrupt(&env.out.key_url(&key), format!("has no image {name:?}"))
+            })
         })
         .collect()
 }
@@ -141,13 +144,13 @@ pub fn memory_bound(grid_bytes: u64, window_bytes: u64) -> u64 {
 }
 
 /// Bytes a map task holds beside its batch's data while the gridder runs: the process
-/// baseline, the padded grid, the gridder's output image (f64), its w-screens (two
-/// complex f64 per quadrant pixel, about 8 bytes per image pixel) and `held_images`
-/// earlier f64 images (the dirty image while the PSF is gridded, the model).
+/// baseline, the padded grid, the gridder's output image (f64) and `held_images`
+/// earlier f64 images (the dirty image while the PSF is gridded, the model). The
+/// w-screens are made row by row with their n − 1 (`gridder/screen.rs`): one f64 per
+/// quadrant column, negligible.
 pub fn fixed_bytes(grid_bytes: u64, npix: u64, held_images: u64) -> u64 {
     let image = npix * npix * 8;
-    let screens = (npix / 2 + 1) * (npix / 2 + 1) * 32;
-    PROCESS_BASELINE_BYTES + grid_bytes + image * (1 + held_images) + screens
+    PROCESS_BASELINE_BYTES + grid_bytes + image * (1 + held_images)
 }
 
 /// Bytes of visibilities ([`block_bytes`]) one batch may hold: what fits under
@@ -158,23 +161,34 @@ pub fn fixed_bytes(grid_bytes: u64, npix: u64, held_images: u64) -> u64 {
 /// bytes, for speed. At least one window is always imaged.
 pub fn batch_budget_for(grid_bytes: u64, window_bytes: u64, npix: u64, held_images: u64) -> u64 {
     let bound = memory_bound(grid_bytes, window_bytes);
-    if bound - grid_bytes - window_bytes <= PROCESS_BASELINE_BYTES {
+    if !bound_reachable(grid_bytes, window_bytes) {
         return 2 * grid_bytes;
     }
     bound.saturating_sub(fixed_bytes(grid_bytes, npix, held_images)) * 4 / 7
 }
 
-/// [`batch_budget_for`] of the task's plan: the invert holds its dirty image while the
-/// PSF is gridded, the residual its model's Taylor terms.
-pub fn batch_budget(env: &TaskEnv, residual: bool) -> u64 {
+/// Whether [`memory_bound`] can be met at all: its headroom 0.5 × (grid + window) must
+/// exceed the process baseline.
+pub fn bound_reachable(grid_bytes: u64, window_bytes: u64) -> bool {
+    memory_bound(grid_bytes, window_bytes) - grid_bytes - window_bytes > PROCESS_BASELINE_BYTES
+}
+
+/// The padded grid's bytes of the task's plan.
+fn plan_grid_bytes(env: &TaskEnv) -> u64 {
     let nu = u64::from(env.plan.image.grid_nu);
     let per = match env.plan.spec.image.precision {
         PrecisionSpec::Double => 16,
         PrecisionSpec::Single => 8,
     };
+    nu * nu * per
+}
+
+/// [`batch_budget_for`] of the task's plan: the invert holds its dirty image while the
+/// PSF is gridded, the residual its model's Taylor terms.
+pub fn batch_budget(env: &TaskEnv, residual: bool) -> u64 {
     let held = if residual { env.nmoment() as u64 } else { 1 };
     batch_budget_for(
-        nu * nu * per,
+        plan_grid_bytes(env),
         env.plan.facts.window_bytes(),
         u64::from(env.plan.image.npix),
         held,
@@ -213,6 +227,18 @@ struct MapCtx<'a> {
     terms: Vec<SolutionTerm>,
     n_ant: usize,
     residual: bool,
+    /// The memory bound is reachable: freed memory is handed back before each gridder
+    /// call (where it is not, small grids skip the trims and the page faults they cost).
+    tight: bool,
+}
+
+impl MapCtx<'_> {
+    /// [`release_free_memory`] when the memory bound is in reach.
+    fn trim(&self) {
+        if self.tight {
+            release_free_memory();
+        }
+    }
 }
 
 /// What the map task sums over its batches.
@@ -277,6 +303,7 @@ fn image_batch(
     let single = batch.len() == 1;
     // Model visibilities of the whole batch (one Taylor term, or one window).
     let predict_model = |img_yx: ndarray::ArrayView2<'_, f64>| {
+        ctx.trim();
         predict(&first.block.uvw_r, &freq_c, img_yx, &ctx.geom, &ctx.opts)
             .map(|(v, _)| v)
             .map_err(|e| kernel(&format!("{what}: predict"), e))
@@ -286,11 +313,13 @@ fn image_batch(
         // before the invert.
         (Some(model), _) => {
             let img = model_into(model, x).ok_or_else(|| no_terms(&what))?;
-            Some(
-                predict_owned(&first.block.uvw_r, &freq_c, img, &ctx.geom, &ctx.opts)
-                    .map_err(|e| kernel(&format!("{what}: predict"), e))?
-                    .0,
-            )
+            ctx.trim();
+            mem_mark("before predict");
+            let v = predict_owned(&first.block.uvw_r, &freq_c, img, &ctx.geom, &ctx.opts)
+                .map_err(|e| kernel(&format!("{what}: predict"), e))?
+                .0;
+            mem_mark("predicted");
+            Some(v)
         }
         (None, Some(model)) => {
             // One Taylor term is the model itself: no copy beside the gridder's.
@@ -310,7 +339,8 @@ fn image_batch(
     let mut data_rc: Option<Array2<Complex64>> = None;
     let mut wgt_all: Option<Array2<f64>> = None;
     let mut uvw_r: Vec<UvwMetres> = Vec::new();
-    let mut single_block: Option<VisBlock> = None;
+    // A single window's data of cycle 0, imaged from its own array.
+    let mut single_vis: Option<Array2<Complex64>> = None;
     let nb = batch.len();
     let mut c0 = 0;
     for (i, win) in batch.into_iter().enumerate() {
@@ -385,7 +415,14 @@ fn image_batch(
         m.visibilities += block.n_vis() as u64;
         if single {
             wgt_all = Some(wgt_rc);
-            single_block = Some(block);
+            // Only what the invert reads is kept (the rows' uvw, and the data in cycle
+            // 0): the block's weights, flags, antennas and times are freed before the
+            // grid is made.
+            uvw_r = std::mem::take(&mut block.uvw_r);
+            if mvis_rc.is_none() {
+                single_vis = Some(std::mem::take(&mut block.vis_rc));
+            }
+            drop(block);
         } else {
             let wa = wgt_all.get_or_insert_with(|| Array2::zeros((nrow, nchan)));
             put_columns(wa, c0, &wgt_rc);
@@ -400,23 +437,23 @@ fn image_batch(
         }
         c0 += nc;
     }
-    let uvw: Vec<UvwMetres> = match &mut single_block {
-        Some(b) => std::mem::take(&mut b.uvw_r),
-        None => uvw_r,
-    };
+    let uvw = uvw_r;
     let wgt_rc = wgt_all.unwrap_or_else(|| Array2::zeros((nrow, nchan)));
-    let vis_rc = match (&mvis_rc, &data_rc, &single_block) {
+    let vis_rc = match (&mvis_rc, &data_rc, &single_vis) {
         (Some(r), _, _) => r.view(),
         (None, Some(d), _) => d.view(),
-        (None, None, Some(b)) => b.vis_rc.view(),
+        (None, None, Some(v)) => v.view(),
         (None, None, None) => return Err(kernel(&what, "no visibilities")),
     };
+    ctx.trim();
+    mem_mark("before invert");
     let (dirty_yx, _) = invert(&uvw, &freq_c, vis_rc, wgt_rc.view(), &ctx.geom, &ctx.opts)
         .map_err(|e| kernel(&format!("{what}: invert"), e))?;
+    mem_mark("inverted");
     // The visibilities are done with: only the rows and weights stay for the PSF.
     drop(mvis_rc);
     drop(data_rc);
-    drop(single_block);
+    drop(single_vis);
     acc.sumwt += wgt_rc.sum();
     let psf = (!ctx.residual).then_some(PsfJob {
         uvw,
@@ -445,6 +482,8 @@ struct PsfJob {
 /// The unnormalised PSF of a batch: the adjoint of unit visibilities.
 fn psf_of(ctx: &MapCtx<'_>, job: PsfJob) -> Result<Array2<f64>, TaskError> {
     let ones = Array2::from_elem(job.wgt_rc.dim(), Complex64::new(1.0, 0.0));
+    ctx.trim();
+    mem_mark("before PSF");
     invert(
         &job.uvw,
         &job.freq_c,
@@ -453,7 +492,10 @@ fn psf_of(ctx: &MapCtx<'_>, job: PsfJob) -> Result<Array2<f64>, TaskError> {
         &ctx.geom,
         &ctx.opts,
     )
-    .map(|(p, _)| p)
+    .map(|(p, _)| {
+        mem_mark("PSF gridded");
+        p
+    })
     .map_err(|e| kernel(&format!("{}: PSF", job.what), e))
 }
 
@@ -487,7 +529,13 @@ pub async fn run(
         ref_freq_hz: env.plan.image.ref_freq_hz,
     };
     let residual = st.kind == TaskKind::Residual;
+    let tight = bound_reachable(plan_grid_bytes(env), env.plan.facts.window_bytes());
+    if tight {
+        large_blocks_mapped();
+    }
+    mem_mark("start");
     let mut density = global_density(env, m).await?;
+    mem_mark("density read");
     // The model is read when the first batch is imaged: a one-window shard has
     // weighted its window and freed the global density by then.
     let model = None;
@@ -506,6 +554,7 @@ pub async fn run(
         terms: active_terms(env, st.cycle),
         n_ant: env.plan.facts.nantennas as usize,
         residual,
+        tight,
     };
     let mut acc = MapAcc::default();
     let budget = batch_budget(env, residual);
@@ -518,12 +567,14 @@ pub async fn run(
     let mut reading = 0.0;
     for w in windows {
         let block = read_window(&ds, w, m).await?;
+        mem_mark("window read");
         let t = Instant::now();
         let wgt_rc = weigh(&block, density.as_ref(), &geom, &wspec, w)?;
         if Some(w) == last_w {
             // Every window is weighted: the global density is no longer needed.
             density = None;
         }
+        mem_mark("window weighted");
         let bytes = block_bytes(&block);
         let joins = batch.first().is_some_and(|f| {
             mom.nmoment == 1
@@ -559,6 +610,7 @@ pub async fn run(
             None if residual => Some(read_model(env, st.cycle, m).await?),
             None => None,
         };
+        mem_mark("model read");
         let t = Instant::now();
         let span = batch_span(&batch);
         if !residual && batches == 0 {
@@ -587,6 +639,9 @@ pub async fn run(
                 up.write(img, m).await?;
             }
             drop(out.dirty_yx);
+            // Nothing of the dirty image stays buffered while the PSF is gridded.
+            up.flush(m).await?;
+            mem_mark("dirty written");
             let Some(job) = out.psf else {
                 return Err(kernel("invert", "no PSF inputs"));
             };
@@ -601,7 +656,9 @@ pub async fn run(
                 };
                 up.write(img, m).await?;
             }
-            return up.finish(m).await;
+            up.finish(m).await?;
+            mem_mark("written");
+            return Ok(());
         }
         span.in_scope(|| image_into(&ctx, &mut acc, batch, model, m))?;
         m.compute_seconds += t.elapsed().as_secs_f64();
@@ -656,7 +713,9 @@ pub async fn run(
         env.out.put_json(&key, &shard_tables).await?;
     }
     env.write_images(&key, &images, &scalars, neq_t.as_ref(), m)
-        .await
+        .await?;
+    mem_mark("written");
+    Ok(())
 }
 
 /// The span of one batch: `window` (the first) and `windows` (how many).
@@ -685,8 +744,9 @@ mod tests {
     }
 
     /// Where the bound can be met at all (2048² and larger), a batch never holds more
-    /// than what fits under it beside the grid, image, screens and baseline: with
-    /// these sizes that is less than one window, so every window is its own batch.
+    /// than what fits under it beside the grid, images and baseline: with these sizes
+    /// and the images a task holds (the dirty image or the model: at least one), that is
+    /// less than one window, so every window is its own batch.
     #[test]
     fn large_images_batch_within_the_bound() {
         for (npix, nu) in [(2048u64, 2560u64), (4096, 5120), (8192, 10240)] {
@@ -698,7 +758,9 @@ mod tests {
                     fixed >= bound || fixed + budget * 7 / 4 <= bound,
                     "{npix}²: budget {budget} over the bound {bound} beside {fixed}"
                 );
-                assert!(budget < window(), "{npix}²: {budget} lets windows batch");
+                if held > 0 {
+                    assert!(budget < window(), "{npix}²: {budget} lets windows batch");
+                }
             }
         }
     }

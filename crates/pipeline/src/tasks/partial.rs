@@ -13,6 +13,9 @@ use super::TaskError;
 
 const MAGIC: &[u8] = b"APERTURE-PARTIAL1\n";
 
+/// Largest byte range [`Partial::read_ranged`] asks for at once.
+pub const READ_PIECE: usize = 8 * 1024 * 1024;
+
 /// A summable partial result.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Partial {
@@ -140,13 +143,30 @@ impl Partial {
     }
 
     /// Parses a partial read in pieces: `read(range)` gives those bytes of the object
-    /// of `len` bytes. The header is read first, then one image at a time, so a
-    /// reader holds the images and at most one image's bytes, not the whole object.
-    pub async fn read_ranged<F, Fut>(len: u64, key: &str, mut read: F) -> Result<Self, TaskError>
+    /// of `len` bytes. The header is read first, then each image in ranges of at most
+    /// [`READ_PIECE`] bytes decoded straight into its array, so a reader holds the
+    /// images and one piece, not the whole object nor a byte copy of an image.
+    pub async fn read_ranged<F, Fut>(len: u64, key: &str, read: F) -> Result<Self, TaskError>
     where
         F: FnMut(std::ops::Range<u64>) -> Fut,
         Fut: std::future::Future<Output = Result<bytes::Bytes, TaskError>>,
     {
+        Self::read_ranged_in(len, key, READ_PIECE, read).await
+    }
+
+    /// [`Partial::read_ranged`] with ranges of at most `piece` bytes (rounded down to
+    /// whole f64 values, at least one).
+    pub async fn read_ranged_in<F, Fut>(
+        len: u64,
+        key: &str,
+        piece: usize,
+        mut read: F,
+    ) -> Result<Self, TaskError>
+    where
+        F: FnMut(std::ops::Range<u64>) -> Fut,
+        Fut: std::future::Future<Output = Result<bytes::Bytes, TaskError>>,
+    {
+        let piece = (piece / 8).max(1) as u64 * 8;
         let bad = |why: &str| TaskError::corrupt(key, why.to_string());
         let lead = (MAGIC.len() + 8) as u64;
         if len < lead {
@@ -177,13 +197,20 @@ impl Partial {
             if at + n > len {
                 return Err(bad(&format!("truncated data of image {name}")));
             }
-            let data = read(at..at + n).await?;
-            at += n;
-            let vals: Vec<f64> = data
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect();
-            drop(data);
+            let end = at + n;
+            let mut vals: Vec<f64> = Vec::with_capacity(ny * nx);
+            while at < end {
+                let to = (at + piece).min(end);
+                let data = read(at..to).await?;
+                if data.len() as u64 != to - at {
+                    return Err(bad(&format!("short read of image {name}")));
+                }
+                vals.extend(
+                    data.chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
+                );
+                at = to;
+            }
             let a = Array2::from_shape_vec((ny, nx), vals).map_err(|_| bad("array shape"))?;
             arrays.insert(name, a);
         }
@@ -413,6 +440,26 @@ mod tests {
         let got = futures::executor::block_on(Partial::read_ranged(len, "k", read(bytes.clone())))
             .expect("parses");
         assert_eq!(got, a);
+        // Images read in pieces of a few values (not a multiple of any image's size):
+        // the same partial, no range longer than the piece past the header.
+        for piece in [8, 20, 24, 1000] {
+            let asked = std::cell::RefCell::new(Vec::new());
+            let b = bytes.clone();
+            let rec = |r: std::ops::Range<u64>| {
+                asked.borrow_mut().push(r.clone());
+                let b = b.clone();
+                async move { Ok::<_, TaskError>(b.slice(r.start as usize..r.end as usize)) }
+            };
+            let got = futures::executor::block_on(Partial::read_ranged_in(len, "k", piece, rec))
+                .expect("parses");
+            assert_eq!(got, a, "piece {piece}");
+            let asked = asked.into_inner();
+            let step = (piece / 8).max(1) as u64 * 8;
+            assert!(
+                asked[2..].iter().all(|r| r.end - r.start <= step),
+                "piece {piece}: {asked:?}"
+            );
+        }
         let cut = bytes.slice(..bytes.len() - 8);
         let err = futures::executor::block_on(Partial::read_ranged(
             cut.len() as u64,
