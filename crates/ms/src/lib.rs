@@ -30,7 +30,7 @@ mod reader;
 pub mod select;
 pub mod windows;
 
-pub use chunks::{ChunkValues, Precision, TimeChunk, WindowChunk};
+pub use chunks::{ChunkPool, ChunkValues, Precision, TimeChunk, WindowChunk};
 pub use error::MsError;
 pub use meta::MsMeta;
 pub use plan::{Plan, RowCounts, SelectedSpw, WeightSource};

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use aperture_imaging::vis::VisBlock;
 
-use crate::chunks::{Precision, TimeChunk};
+use crate::chunks::{ChunkPool, Precision, TimeChunk};
 use crate::error::MsError;
 use crate::meta::MsMeta;
 use crate::plan::Plan;
@@ -146,27 +146,33 @@ impl MeasurementSet {
     /// spectral window) in one pass over their rows, and hands each chunk to `sink` as
     /// soon as it is decoded (on a second thread; `sink` returning false stops the
     /// read). Samples are laid out as the Zarr store's chunks, in `precision` (see
-    /// [`TimeChunk`]). The casacore lock is taken per block of rows read, so memory is
-    /// bounded by a few time chunks, not by the windows or the MeasurementSet.
+    /// [`TimeChunk`]), in buffers taken from `pool` when it has some (give the chunks'
+    /// buffers back to it once written, [`ChunkPool::give`]). The casacore lock is taken
+    /// per block of rows read, so memory is bounded by a few time chunks, not by the
+    /// windows or the MeasurementSet.
     pub fn read_time_chunks(
         &mut self,
         plan: &Plan,
         group: &[usize],
-        time_chunk: usize,
-        chunks: &[usize],
-        precision: Precision,
+        (time_chunk, chunks): (usize, &[usize]),
+        (precision, pool): (Precision, &ChunkPool),
         sink: &mut (dyn FnMut(TimeChunk) -> bool + Send),
     ) -> Result<(), MsError> {
         #[cfg(feature = "casacore")]
         {
             let main = self.main.as_mut().expect(MAIN_OPEN);
             crate::casa::data::read_time_chunks(
-                main, plan, group, time_chunk, chunks, precision, sink,
+                main,
+                plan,
+                group,
+                (time_chunk, chunks),
+                (precision, pool),
+                sink,
             )
         }
         #[cfg(not(feature = "casacore"))]
         {
-            let _ = (plan, group, time_chunk, chunks, precision, sink);
+            let _ = (plan, group, time_chunk, chunks, precision, pool, sink);
             Err(MsError::NoSupport {
                 path: self.meta.path.clone(),
             })

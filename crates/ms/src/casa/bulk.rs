@@ -105,7 +105,8 @@ impl BulkTable {
 
     /// Reads `column`'s cells of `rows` (ascending), each of shape `cell` (casacore axis
     /// order, fastest first) and sliced to `blc` + `len`, into `out` (resized), laid out
-    /// row after row with axis 0 fastest. Call under the casacore lock.
+    /// row after row with axis 0 fastest (on failure, `out` holds unspecified values).
+    /// Call under the casacore lock.
     pub(crate) fn cells<T: Elem>(
         &mut self,
         column: &str,
@@ -117,8 +118,13 @@ impl BulkTable {
     ) -> Result<(), BulkError> {
         assert!(blc.len() == len.len() && len.len() == cell.len());
         let n = rows.len() * len.iter().map(|&l| l.max(0) as usize).product::<usize>();
-        out.clear();
-        out.resize(n, T::default());
+        // casacore overwrites every element (or the call fails), so a reused buffer of the
+        // right length is not cleared first: clearing it cost the reading thread a pass
+        // over every byte read.
+        if out.len() != n {
+            out.clear();
+            out.resize(n, T::default());
+        }
         let mut err = vec![0u8; ERRLEN];
         let mut bad_row = 0usize;
         // SAFETY: every pointer is valid for the length passed with it; `out` holds

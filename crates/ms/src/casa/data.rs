@@ -18,7 +18,7 @@ use rubbl_casatables::GlueDataType as T;
 
 use super::rows::check_main_columns;
 use super::table::Tab;
-use crate::chunks::{ChunkValues, Precision, TimeChunk, WindowChunk};
+use crate::chunks::{ChunkPool, ChunkValues, Precision, TimeChunk, WindowChunk};
 use crate::corr::{Hand, Sample, StokesI, combine_parallel, direct};
 use crate::error::MsError;
 use crate::plan::{Plan, SelectedSpw, WeightSource};
@@ -313,7 +313,8 @@ impl ChunkShape<'_> {
         t0..(t0 + self.time_chunk).min(self.ntime)
     }
 
-    fn empty(&self, tc: usize) -> TimeChunk {
+    /// Chunk `tc` in buffers from `pool`, its values not yet set.
+    fn unset(&self, tc: usize, pool: &ChunkPool) -> TimeChunk {
         TimeChunk {
             index: tc,
             times: self.times(tc),
@@ -321,10 +322,76 @@ impl ChunkShape<'_> {
                 .windows
                 .iter()
                 .map(|(w, chans)| {
-                    WindowChunk::empty(*w, self.time_chunk * self.nbl * chans.len(), self.precision)
+                    let len = self.time_chunk * self.nbl * chans.len();
+                    WindowChunk::from_pool(*w, len, self.precision, pool)
                 })
                 .collect(),
         }
+    }
+}
+
+/// Sets the cells of `chunk` that no row filled (`filled[cell]` false: cells without a
+/// selected row, and the padding past the last integration) to 0 with weight 0, flagged.
+fn fill_empty_cells(chunk: &mut TimeChunk, shape: &ChunkShape<'_>, filled: &[bool]) {
+    for ((_, chans), out) in shape.windows.iter().zip(&mut chunk.windows) {
+        let n = chans.len();
+        for (cell, _) in filled.iter().enumerate().filter(|(_, f)| !**f) {
+            let at = cell * n..(cell + 1) * n;
+            out.flag[at.clone()].fill(true);
+            match &mut out.values {
+                ChunkValues::Single { vis, weight } => {
+                    vis[at.clone()].fill(Complex32::new(0.0, 0.0));
+                    weight[at].fill(0.0);
+                }
+                ChunkValues::Double { vis, weight } => {
+                    vis[at.clone()].fill(Complex64::new(0.0, 0.0));
+                    weight[at].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a hand is usable: unflagged, a positive finite weight and a finite value
+/// (as [`Hand`]'s own test).
+#[inline(always)]
+fn usable(v: Complex64, w: f64, f: bool) -> bool {
+    !f && w.is_finite() && w > 0.0 && v.re.is_finite() && v.im.is_finite()
+}
+
+/// Stokes I of one row's channels `c0..` (relative to the cells' first) from hands `p`
+/// and `q`, into f32: [`combine_parallel`] sample by sample, computed the same way (in
+/// f64, then narrowed), with the choice made by selects rather than branches. The
+/// cells are `[chan][corr]` (`nc` correlations); weights are `[chan][corr]`
+/// (`w_stride` = `nc`) or one per correlation (`w_stride` = 0).
+#[inline(never)]
+fn parallel_hands_f32(
+    (vis, flag, weight): (&[Complex32], &[bool], &[f32]),
+    (nc, w_stride, p, q, c0): (usize, usize, usize, usize, usize),
+    (out_vis, out_weight, out_flag): (&mut [Complex32], &mut [f32], &mut [bool]),
+) {
+    let widen = |v: Complex32| Complex64::new(f64::from(v.re), f64::from(v.im));
+    for (k, ((ov, ow), of)) in out_vis
+        .iter_mut()
+        .zip(out_weight.iter_mut())
+        .zip(out_flag.iter_mut())
+        .enumerate()
+    {
+        let (i, iw) = ((c0 + k) * nc, (c0 + k) * w_stride);
+        let (vp, vq) = (widen(vis[i + p]), widen(vis[i + q]));
+        let (wp, wq) = (f64::from(weight[iw + p]), f64::from(weight[iw + q]));
+        let (up, uq) = (usable(vp, wp, flag[i + p]), usable(vq, wq, flag[i + q]));
+        let both_v = (vp + vq) * 0.5;
+        let both_w = 4.0 / (1.0 / wp + 1.0 / wq);
+        let (v, w) = match (up, uq) {
+            (true, true) => (both_v, both_w),
+            (true, false) => (vp, wp),
+            (false, true) => (vq, wq),
+            (false, false) => (Sample::FLAGGED.vis, Sample::FLAGGED.weight),
+        };
+        *ov = Complex32::new(v.re as f32, v.im as f32);
+        *ow = w as f32;
+        *of = !(up || uq);
     }
 }
 
@@ -339,8 +406,27 @@ fn decode_row(
 ) {
     let n = chans.len();
     let flag = &mut out.flag[at..at + n];
-    match &mut out.values {
-        ChunkValues::Single { vis, weight } => {
+    match (&mut out.values, &raw.vis, lay.stokes_i) {
+        // The usual case, without the per-sample dispatch of `CellLayout::sample`.
+        (
+            ChunkValues::Single { vis, weight },
+            VisCells::Single(cells),
+            StokesI::Parallel { p, q },
+        ) => {
+            let (nc, c0) = (lay.ncorr, chans.start - lay.chan0);
+            let row = r * lay.nsel * nc..(r + 1) * lay.nsel * nc;
+            let (w_row, w_stride) = if lay.per_channel_weight {
+                (&raw.weight[row.clone()], nc)
+            } else {
+                (&raw.weight[r * nc..(r + 1) * nc], 0)
+            };
+            parallel_hands_f32(
+                (&cells[row.clone()], &raw.flag[row], w_row),
+                (nc, w_stride, p, q, c0),
+                (&mut vis[at..at + n], &mut weight[at..at + n], flag),
+            );
+        }
+        (ChunkValues::Single { vis, weight }, _, _) => {
             let (vis, weight) = (&mut vis[at..at + n], &mut weight[at..at + n]);
             for (k, c) in chans.clone().enumerate() {
                 let s = lay.sample(raw, r, c - lay.chan0);
@@ -349,7 +435,7 @@ fn decode_row(
                 flag[k] = s.flag;
             }
         }
-        ChunkValues::Double { vis, weight } => {
+        (ChunkValues::Double { vis, weight }, _, _) => {
             let (vis, weight) = (&mut vis[at..at + n], &mut weight[at..at + n]);
             for (k, c) in chans.clone().enumerate() {
                 let s = lay.sample(raw, r, c - lay.chan0);
@@ -361,24 +447,31 @@ fn decode_row(
     }
 }
 
-/// Decodes raw blocks into time chunks, handing each complete one to `sink`, until the
-/// reader hangs up or `sink` declines (returns false).
+/// Decodes raw blocks into time chunks (in buffers from `pool`), handing each complete
+/// one to `sink`, until the reader hangs up or `sink` declines (returns false).
 fn decode_chunks(
     lay: CellLayout,
     shape: &ChunkShape<'_>,
+    pool: &ChunkPool,
     full: Receiver<ChunkRaw>,
     empty: SyncSender<ChunkRaw>,
     sink: &mut (dyn FnMut(TimeChunk) -> bool + Send),
 ) {
     let mut current: Option<TimeChunk> = None;
+    // The chunk's cells a row has filled.
+    let mut filled = vec![false; shape.time_chunk * shape.nbl];
     for block in full {
         let tc = block.tc;
         let chunk = match &mut current {
             Some(c) if c.index == tc => c,
-            _ => current.insert(shape.empty(tc)),
+            _ => {
+                filled.fill(false);
+                current.insert(shape.unset(tc, pool))
+            }
         };
         let base = tc * shape.time_chunk * shape.nbl;
         for (r, &cell) in block.raw.cells.iter().enumerate() {
+            filled[cell - base] = true;
             for ((_, chans), out) in shape.windows.iter().zip(&mut chunk.windows) {
                 decode_row(&lay, &block.raw, r, chans, out, (cell - base) * chans.len());
             }
@@ -387,6 +480,7 @@ fn decode_chunks(
         // The reader may have finished; then the block is simply dropped.
         let _ = empty.try_send(block);
         if last && let Some(mut done) = current.take() {
+            fill_empty_cells(&mut done, shape, &filled);
             let real = done.times.len() * shape.nbl;
             for (w, (_, chans)) in done.windows.iter_mut().zip(shape.windows) {
                 let n = real * chans.len();
@@ -401,16 +495,16 @@ fn decode_chunks(
 
 /// Reads time chunks `chunks` (ascending, of `time_chunk` integrations each) of windows
 /// `group` of `plan` (all of one spectral window), handing each to `sink` in order as
-/// soon as its rows are decoded; stops early when `sink` returns false. Each block of
-/// rows is read under the casacore lock (taken here, per block: the caller must not
-/// hold it), while a second thread decodes the previous block and calls `sink`.
+/// soon as its rows are decoded; stops early when `sink` returns false. The chunks'
+/// buffers come from `pool` when it has some. Each block of rows is read under the
+/// casacore lock (taken here, per block: the caller must not hold it), while a second
+/// thread decodes the previous block and calls `sink`.
 pub(crate) fn read_time_chunks(
     main: &mut Tab,
     plan: &Plan,
     group: &[usize],
-    time_chunk: usize,
-    chunks: &[usize],
-    precision: Precision,
+    (time_chunk, chunks): (usize, &[usize]),
+    (precision, pool): (Precision, &ChunkPool),
     sink: &mut (dyn FnMut(TimeChunk) -> bool + Send),
 ) -> Result<(), MsError> {
     read_time_chunks_in_blocks(
@@ -418,7 +512,7 @@ pub(crate) fn read_time_chunks(
         plan,
         group,
         (time_chunk, chunks),
-        precision,
+        (precision, pool),
         sink,
         BLOCK_BYTES,
     )
@@ -429,7 +523,7 @@ fn read_time_chunks_in_blocks(
     plan: &Plan,
     group: &[usize],
     (time_chunk, chunks): (usize, &[usize]),
-    precision: Precision,
+    (precision, pool): (Precision, &ChunkPool),
     sink: &mut (dyn FnMut(TimeChunk) -> bool + Send),
     block_bytes: usize,
 ) -> Result<(), MsError> {
@@ -495,7 +589,13 @@ fn read_time_chunks_in_blocks(
     let (empty_tx, empty_rx) = sync_channel::<ChunkRaw>(BUFFERS);
     std::thread::scope(|scope| {
         let shape = &shape;
-        let decoder = scope.spawn(move || decode_chunks(lay, shape, full_rx, empty_tx, sink));
+        // Named for profiles; fails only as `scope.spawn` would (it panics).
+        let decoder = std::thread::Builder::new()
+            .name("ms-decode".into())
+            .spawn_scoped(scope, move || {
+                decode_chunks(lay, shape, pool, full_rx, empty_tx, sink)
+            })
+            .expect("cannot start the MeasurementSet decoding thread");
         let mut row_numbers = Vec::with_capacity(block_rows);
         let read = (|| {
             for (&tc, rows) in chunks.iter().zip(&rows_of) {
@@ -587,7 +687,9 @@ mod tests {
     fn time_chunks_are_the_blocks_cut_along_time() {
         // Oracle: the group read whole (read_group_in_blocks above), narrowed to f32 and
         // cut into chunks of 1, 2 and 3 integrations (padding flagged), read in blocks of
-        // one row and of all rows; a subset of chunks gives just those chunks.
+        // one row and of all rows; a subset of chunks gives just those chunks. The chunks
+        // are read into reused buffers full of garbage (NaN, weight 5, unflagged): every
+        // sample must be overwritten, empty cells and padding included.
         let guard = crate::casacore_lock();
         let (mut main, plan) = fixture_in_windows_of_2();
         let group: Vec<usize> = (0..plan.windows.len())
@@ -605,12 +707,19 @@ mod tests {
                     (0..nchunks).collect()
                 };
                 let mut got = Vec::new();
+                let pool = ChunkPool::default();
+                let len = tchunk * nbl * plan.windows[group[0]].chans.len();
+                for _ in 0..2 * group.len() {
+                    pool.give(vec![Complex32::new(f32::NAN, 1.0); len]);
+                    pool.give(vec![5.0f32; len]);
+                    pool.give(vec![false; len]);
+                }
                 read_time_chunks_in_blocks(
                     &mut main,
                     &plan,
                     &group,
                     (tchunk, &wanted),
-                    Precision::Single,
+                    (Precision::Single, &pool),
                     &mut |c| {
                         got.push(c);
                         true
@@ -643,6 +752,7 @@ mod tests {
                                 flagged += u64::from(wc.flag[i]);
                             } else {
                                 assert!(wc.flag[i] && weight[i] == 0.0, "padding");
+                                assert_eq!(vis[i], Complex32::new(0.0, 0.0), "padding");
                             }
                         }
                         assert_eq!(wc.flagged, flagged);
@@ -656,9 +766,8 @@ mod tests {
             &mut main,
             &plan,
             &group,
-            1,
-            &[0, 1, 2],
-            Precision::Double,
+            (1, &[0, 1, 2]),
+            (Precision::Double, &ChunkPool::default()),
             &mut |c| {
                 assert!(matches!(c.windows[0].values, ChunkValues::Double { .. }));
                 n += 1;

@@ -12,7 +12,9 @@
 //!
 //! Memory is bounded by [`CHUNK_BUFFERS`] time chunks of the windows read in one pass
 //! (one being decoded, one waiting, [`IN_FLIGHT`] being written), plus the reader's raw
-//! row blocks and casacore's tile cache: not by the MS's rows. Windows whose time chunk
+//! row blocks and casacore's tile cache: not by the MS's rows. A written chunk's
+//! buffers go back to the reader ([`ChunkPool`]), which decodes the next chunks into
+//! them rather than into fresh memory (docs/performance.md). Windows whose time chunk
 //! would not fit in the budget are read in several passes (groups of windows).
 //!
 //! **Resume.** Chunks are stored whole (one put each), so a chunk present in all three
@@ -24,8 +26,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use aperture_ms::chunks::PoolElement;
 use aperture_ms::windows::{WindowPlan, group_windows};
-use aperture_ms::{ChunkValues, MeasurementSet, MsError, Plan as MsPlan, Precision, Selection};
+use aperture_ms::{
+    ChunkPool, ChunkValues, MeasurementSet, MsError, Plan as MsPlan, Precision, Selection,
+};
 use aperture_ms::{TimeChunk, WindowChunk};
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -35,7 +40,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::bundle::VisDtype;
-use super::zarr_vis::{PENDING_IMPORT_KEY, VisDataset, VisDatasetMeta};
+use super::zarr_vis::{ChunkBuffers, PENDING_IMPORT_KEY, VisDataset, VisDatasetMeta};
 use crate::FormatError;
 use crate::plan::ms::MsSource;
 
@@ -115,6 +120,8 @@ enum Msg {
 #[derive(Debug)]
 pub struct MsReader {
     path: PathBuf,
+    /// Buffers of written chunks, for the reader to fill again.
+    pool: Arc<ChunkPool>,
     rx: mpsc::Receiver<Msg>,
     order: Option<std::sync::mpsc::Sender<Order>>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -137,7 +144,9 @@ impl MsReader {
         let (tx, rx) = mpsc::channel(1);
         let (order_tx, order_rx) = std::sync::mpsc::channel::<Order>();
         let p = path.clone();
-        let handle = std::thread::spawn(move || {
+        let pool = Arc::new(ChunkPool::default());
+        let buffers = pool.clone();
+        let body = move || {
             let fail = |e| {
                 let _ = tx.blocking_send(Msg::Failed(e));
             };
@@ -165,9 +174,8 @@ impl MsReader {
                 if let Err(e) = ms.read_time_chunks(
                     &plan,
                     windows,
-                    order.time_chunk,
-                    chunks,
-                    order.precision,
+                    (order.time_chunk, chunks),
+                    (order.precision, &buffers),
                     &mut sink,
                 ) {
                     return fail(e);
@@ -176,12 +184,18 @@ impl MsReader {
                     return;
                 }
             }
-        });
+        };
+        // Named, as is its decoding thread, for profiles (docs/performance.md).
+        let handle = std::thread::Builder::new()
+            .name("ms-read".into())
+            .spawn(body)
+            .ok();
         Self {
             path,
+            pool,
             rx,
             order: Some(order_tx),
-            handle: Some(handle),
+            handle,
         }
     }
 
@@ -295,7 +309,7 @@ impl MsReader {
                 };
                 out.read_wait_s += t.elapsed().as_secs_f64();
                 received += 1;
-                inflight.push(write_time_chunk(ds, chunk));
+                inflight.push(write_time_chunk(ds, chunk, &self.pool));
             }
             let t = Instant::now();
             let Some(written) = inflight.next().await else {
@@ -355,11 +369,12 @@ fn groups(
         .collect()
 }
 
-/// Writes every window's part of `chunk`; returns the windows, samples and flagged
-/// samples written.
+/// Writes every window's part of `chunk`, giving its buffers back to `pool`; returns the
+/// windows, samples and flagged samples written.
 async fn write_time_chunk(
     ds: &VisDataset,
     chunk: TimeChunk,
+    pool: &ChunkPool,
 ) -> Result<(Vec<usize>, u64, u64), MsImportError> {
     let tc = chunk.index;
     let per_window = (chunk.times.len() * ds.meta().nbaseline) as u64;
@@ -371,17 +386,27 @@ async fn write_time_chunk(
         .map(|wc: WindowChunk| async move {
             match wc.values {
                 ChunkValues::Single { vis, weight } => {
-                    ds.write_chunk(wc.window, tc, vis, weight, wc.flag).await
+                    let b = ds.write_chunk(wc.window, tc, vis, weight, wc.flag).await?;
+                    give_back(pool, b);
                 }
                 ChunkValues::Double { vis, weight } => {
-                    ds.write_chunk(wc.window, tc, vis, weight, wc.flag).await
+                    let b = ds.write_chunk(wc.window, tc, vis, weight, wc.flag).await?;
+                    give_back(pool, b);
                 }
             }
+            Ok::<(), FormatError>(())
         })
         .buffer_unordered(WINDOW_CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
     Ok((ws, samples, flagged))
+}
+
+/// Gives the buffers a chunk write returned to `pool`.
+fn give_back<V: PoolElement, W: PoolElement>(pool: &ChunkPool, b: ChunkBuffers<V, W>) {
+    b.vis.into_iter().for_each(|v| pool.give(v));
+    b.weight.into_iter().for_each(|v| pool.give(v));
+    b.flag.into_iter().for_each(|v| pool.give(v));
 }
 
 /// The keys of an import manifest that say what was imported (not how long it took or

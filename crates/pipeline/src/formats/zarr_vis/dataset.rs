@@ -8,7 +8,6 @@ use std::sync::Arc;
 use aperture_imaging::ImagingError;
 use aperture_imaging::coords::UvwMetres;
 use aperture_imaging::vis::VisBlock;
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use ndarray::{Array2, ArrayView3};
 use num_complex::{Complex32, Complex64};
@@ -16,9 +15,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Map, Value, json};
-use zarrs::array::{
-    Array, ArrayCreateError, ArrayToBytesCodecTraits, CodecOptions, DataType, Element, ElementOwned,
-};
+use zarrs::array::{Array, ArrayCreateError, CodecOptions, DataType, ElementOwned};
 use zarrs::config::MetadataRetrieveVersion;
 use zarrs::group::{Group, GroupCreateError};
 use zarrs::storage::AsyncReadableWritableListableStorageTraits;
@@ -27,6 +24,7 @@ use zarrs_object_store::AsyncObjectStore;
 use super::codec::{chunk_of, narrow_c, uvw_chunk, widen_c};
 use super::layout::{self, POLARIZATIONS, UVW_LABELS, names};
 use super::meta::{FORMAT, FORMAT_VERSION, VisDatasetMeta};
+use super::put::{self, PlainElement};
 use crate::error::FormatError;
 use crate::formats::bundle::VisDtype;
 
@@ -98,35 +96,6 @@ pub const PENDING_IMPORT_KEY: &str = "aperture_import.json";
 /// a missing chunk always means a missing or damaged window.
 fn write_options() -> CodecOptions {
     CodecOptions::default().with_store_empty_chunks(true)
-}
-
-/// Chunk `idx` of `a` holding `data` (its elements in C order), encoded as
-/// `Array::async_store_chunk_opt` encodes it with [`write_options`], so the stored bytes
-/// are the same. The encoding (element bytes, zstd, crc32c) is the CPU-heavy part of a
-/// write, so it runs on tokio's blocking pool when there is a runtime: the chunks a
-/// window has in flight then encode on every core rather than one after another on the
-/// task's thread.
-async fn encode_chunk<T: Element + Send + Sync + 'static>(
-    a: &ZArray,
-    idx: &[u64],
-    data: Vec<T>,
-) -> Result<Bytes, String> {
-    let shape = a.chunk_shape(idx).map_err(|e| e.to_string())?;
-    let (codecs, dtype, fill) = (a.codecs(), a.data_type().clone(), a.fill_value().clone());
-    let encode = move || -> Result<Bytes, String> {
-        let bytes = T::into_array_bytes(&dtype, data).map_err(|e| e.to_string())?;
-        let encoded = codecs
-            .encode(bytes, &shape, &dtype, &fill, &write_options())
-            .map_err(|e| e.to_string())?;
-        Ok(Bytes::from(encoded.into_owned()))
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => rt
-            .spawn_blocking(encode)
-            .await
-            .map_err(|e| format!("the encoding task failed: {e}"))?,
-        Err(_) => encode(),
-    }
 }
 
 /// Whether a dataset (its group metadata) exists at `prefix`.
@@ -440,6 +409,15 @@ fn block_error(w: usize, e: ImagingError) -> FormatError {
 
 /// An array and its expected shape, chunk shape and data type.
 type ArrayCheck<'a> = (&'a str, &'a ZArray, &'a [u64], &'a [u64], &'a DataType);
+
+/// The buffers of a chunk [`VisDataset::write_chunk`] wrote, for reuse (`None`: kept by
+/// the store).
+#[derive(Debug)]
+pub struct ChunkBuffers<V, W> {
+    pub vis: Option<Vec<V>>,
+    pub weight: Option<Vec<W>>,
+    pub flag: Option<Vec<bool>>,
+}
 
 /// One array's part of a window, for one time chunk.
 #[derive(Debug, Clone, Copy)]
@@ -807,14 +785,17 @@ impl VisDataset {
         )
     }
 
-    /// Encodes `data` as chunk `idx` of `a` (see [`encode_chunk`]) and stores it.
-    async fn store<T: Element + Send + Sync + 'static>(
+    /// Encodes `data` as chunk `idx` of `a`, exactly as `Array::async_store_chunk_opt`
+    /// with [`write_options`] would, and stores it ([`put::store_chunk`]: on tokio's
+    /// blocking pool, so the chunks in flight encode on every core); returns the buffer
+    /// for reuse when the store gave it back.
+    async fn store<T: PlainElement>(
         &self,
         a: &ZArray,
         idx: &[u64],
         w: Option<usize>,
         data: Vec<T>,
-    ) -> Result<(), FormatError> {
+    ) -> Result<Option<Vec<T>>, FormatError> {
         let err = |e: String| FormatError::Zarr {
             key: self.key(a.chunk_key(idx).as_str()),
             message: match w {
@@ -822,12 +803,10 @@ impl VisDataset {
                 None => format!("cannot write: {e}"),
             },
         };
-        let bytes = encode_chunk(a, idx, data).await.map_err(err)?;
-        // SAFETY: `bytes` is chunk `idx` encoded by `a`'s own codecs with the write
-        // options, exactly what `async_store_chunk_opt` would store (the only contract).
-        unsafe { a.async_store_encoded_chunk(idx, bytes) }
+        let key = self.key(a.chunk_key(idx).as_str());
+        put::store_chunk(&self.store, &key, a, idx, data, &write_options())
             .await
-            .map_err(|e| err(e.to_string()))
+            .map_err(err)
     }
 
     async fn write_uvw_chunk(
@@ -838,7 +817,9 @@ impl VisDataset {
     ) -> Result<(), FormatError> {
         let (rows, len) = self.chunk_rows(tc, 3);
         let data = uvw_chunk(uvw_r, rows, len);
-        self.store(&self.uvw, &[tc as u64, 0, 0], w, data).await
+        self.store(&self.uvw, &[tc as u64, 0, 0], w, data)
+            .await
+            .map(drop)
     }
 
     async fn write_part(
@@ -855,24 +836,28 @@ impl VisDataset {
             Part::Vis if c64 => {
                 let zero = Complex32::new(0.0, 0.0);
                 let data = chunk_of(block.vis_rc.view(), rows, len, zero, narrow_c);
-                self.store(&self.vis, &idx, Some(w), data).await
+                self.store(&self.vis, &idx, Some(w), data).await.map(drop)
             }
             Part::Vis => {
                 let zero = Complex64::new(0.0, 0.0);
                 let data = chunk_of(block.vis_rc.view(), rows, len, zero, |v| v);
-                self.store(&self.vis, &idx, Some(w), data).await
+                self.store(&self.vis, &idx, Some(w), data).await.map(drop)
             }
             Part::Weight if c64 => {
                 let data = chunk_of(block.weight_rc.view(), rows, len, 0.0f32, |v| v as f32);
-                self.store(&self.weight, &idx, Some(w), data).await
+                self.store(&self.weight, &idx, Some(w), data)
+                    .await
+                    .map(drop)
             }
             Part::Weight => {
                 let data = chunk_of(block.weight_rc.view(), rows, len, 0.0f64, |v| v);
-                self.store(&self.weight, &idx, Some(w), data).await
+                self.store(&self.weight, &idx, Some(w), data)
+                    .await
+                    .map(drop)
             }
             Part::Flag => {
                 let data = chunk_of(block.flag_rc.view(), rows, len, true, |v| v);
-                self.store(&self.flag, &idx, Some(w), data).await
+                self.store(&self.flag, &idx, Some(w), data).await.map(drop)
             }
             Part::Uvw => self.write_uvw_chunk(Some(w), tc, &block.uvw_r).await,
         }
@@ -884,19 +869,16 @@ impl VisDataset {
     /// dataset stores them). The three chunks are encoded on the blocking pool and
     /// stored concurrently. The window's completion marker is not touched: erase it
     /// before ([`VisDataset::erase_window_marker`]) and set it once every chunk is
-    /// written ([`VisDataset::mark_window_complete`]).
-    pub async fn write_chunk<V, W>(
+    /// written ([`VisDataset::mark_window_complete`]). Returns the three buffers, for
+    /// the next chunk, as far as the store gave them back (see [`put`]).
+    pub async fn write_chunk<V: PlainElement, W: PlainElement>(
         &self,
         w: usize,
         tc: usize,
         vis: Vec<V>,
         weight: Vec<W>,
         flag: Vec<bool>,
-    ) -> Result<(), FormatError>
-    where
-        V: Element + Send + Sync + 'static,
-        W: Element + Send + Sync + 'static,
-    {
+    ) -> Result<ChunkBuffers<V, W>, FormatError> {
         self.check_window_index(w)?;
         let (_, len) = self.chunk_rows(tc, self.meta.nchan_window());
         if tc >= self.meta.n_time_chunks() {
@@ -920,12 +902,12 @@ impl VisDataset {
             }
         }
         let idx = [tc as u64, 0, w as u64, 0];
-        futures::try_join!(
+        let (vis, weight, flag) = futures::try_join!(
             self.store(&self.vis, &idx, Some(w), vis),
             self.store(&self.weight, &idx, Some(w), weight),
             self.store(&self.flag, &idx, Some(w), flag),
         )?;
-        Ok(())
+        Ok(ChunkBuffers { vis, weight, flag })
     }
 
     /// Whether time chunk `tc` of window `w` is stored in all three data arrays (chunks

@@ -39,14 +39,17 @@ mod grid;
 mod import;
 mod layout;
 mod meta;
+mod put;
 mod stream;
 
 pub use dataset::{
-    PENDING_IMPORT_KEY, VisDataset, create_dataset, dataset_exists, delete_dataset, open_dataset,
+    ChunkBuffers, PENDING_IMPORT_KEY, VisDataset, create_dataset, dataset_exists, delete_dataset,
+    open_dataset,
 };
 pub(crate) use dataset::{create_arrays, open_arrays};
 pub use grid::RowGrid;
 pub use import::{ImportOptions, ImportReport, import_bundle, plan_import, write_dataset};
 pub use layout::names;
 pub use meta::{FORMAT, FORMAT_VERSION, VisDatasetMeta, WindowMeta, window_block};
+pub use put::PlainElement;
 pub use stream::StreamingWriter;
