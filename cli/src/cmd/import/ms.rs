@@ -314,6 +314,12 @@ async fn import(args: &ImportMsArgs, ctx: &Context, store: &Store) -> Result<()>
             false
         }
     };
+    let windows: Vec<usize> = (0..plan.windows.len()).collect();
+    let budget_bytes = args.read_buffer.saturating_mul(1 << 20);
+    if !resume {
+        // Every chunk of every window will be read: start before the dataset is made.
+        reader.prefetch(&dmeta, &plan, &windows, budget_bytes);
+    }
     let uvw = uvw_tb3(&plan);
     let writer = if resume {
         ctx.progress
@@ -326,9 +332,8 @@ async fn import(args: &ImportMsArgs, ctx: &Context, store: &Store) -> Result<()>
         StreamingWriter::resume(os.clone(), &prefix, dmeta, uvw.view()).await
     }
     .map_err(|e| located(store, e))?;
-    let windows: Vec<usize> = (0..plan.windows.len()).collect();
     let opts = WriteOptions {
-        budget_bytes: args.read_buffer.saturating_mul(1 << 20),
+        budget_bytes,
         resume,
     };
     let progress = ChunkProgress::new(ctx);

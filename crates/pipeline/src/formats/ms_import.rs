@@ -65,6 +65,14 @@ pub enum MsImportError {
     /// The reader thread ended without saying why (it panicked).
     #[error("{path}: the MeasurementSet reader stopped", path = path.display())]
     ReaderStopped { path: PathBuf },
+    /// The dataset needs other windows or time chunks than [`MsReader::prefetch`] sent
+    /// the reader (a dataset that was not fresh).
+    #[error(
+        "{path}: the dataset already holds part of this import, but its reading was \
+         started as for a fresh one",
+        path = path.display()
+    )]
+    PrefetchMismatch { path: PathBuf },
 }
 
 /// How [`MsReader::write`] writes.
@@ -124,6 +132,8 @@ pub struct MsReader {
     pool: Arc<ChunkPool>,
     rx: mpsc::Receiver<Msg>,
     order: Option<std::sync::mpsc::Sender<Order>>,
+    /// The passes sent ahead by [`MsReader::prefetch`].
+    prefetched: Option<Vec<(Vec<usize>, Vec<usize>)>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -195,7 +205,38 @@ impl MsReader {
             pool,
             rx,
             order: Some(order_tx),
+            prefetched: None,
             handle,
+        }
+    }
+
+    /// Starts reading windows `windows` of `plan` for a fresh dataset of layout `m`
+    /// (every time chunk of every window) before the dataset is created, so that creating
+    /// it overlaps the first reads. [`MsReader::write`] then checks that the dataset
+    /// needs exactly these passes. Does nothing after the order went out.
+    pub fn prefetch(
+        &mut self,
+        m: &VisDatasetMeta,
+        plan: &MsPlan,
+        windows: &[usize],
+        budget_bytes: usize,
+    ) {
+        let precision = precision_of(m);
+        let all: Vec<usize> = (0..m.n_time_chunks()).collect();
+        let passes: Vec<(Vec<usize>, Vec<usize>)> =
+            groups(plan, windows, m, precision, budget_bytes)
+                .into_iter()
+                .map(|g| (g, all.clone()))
+                .collect();
+        let order = Order {
+            passes: passes.clone(),
+            time_chunk: m.time_chunk,
+            precision,
+        };
+        if let Some(tx) = self.order.take()
+            && tx.send(order).is_ok()
+        {
+            self.prefetched = Some(passes);
         }
     }
 
@@ -227,10 +268,7 @@ impl MsReader {
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Written, MsImportError> {
         let m = ds.meta();
-        let precision = match m.vis_dtype {
-            VisDtype::Complex64 => Precision::Single,
-            VisDtype::Complex128 => Precision::Double,
-        };
+        let precision = precision_of(m);
         let ntc = m.n_time_chunks();
         let mut out = Written::default();
         let mut passes: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
@@ -285,12 +323,23 @@ impl MsReader {
                 remaining[w] = chunks.len();
             }
         }
-        let order = Order {
-            passes,
-            time_chunk: m.time_chunk,
-            precision,
+        let sent = match self.prefetched.take() {
+            // The reader is already reading these passes.
+            Some(ahead) if ahead == passes => Some(true),
+            Some(_) => {
+                return Err(MsImportError::PrefetchMismatch {
+                    path: self.path.clone(),
+                });
+            }
+            None => {
+                let order = Order {
+                    passes,
+                    time_chunk: m.time_chunk,
+                    precision,
+                };
+                self.order.take().map(|tx| tx.send(order).is_ok())
+            }
         };
-        let sent = self.order.take().map(|tx| tx.send(order).is_ok());
         if total == 0 {
             return Ok(out);
         }
@@ -346,6 +395,14 @@ impl Drop for MsReader {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// The sample precision of a dataset's visibilities.
+fn precision_of(m: &VisDatasetMeta) -> Precision {
+    match m.vis_dtype {
+        VisDtype::Complex64 => Precision::Single,
+        VisDtype::Complex128 => Precision::Double,
     }
 }
 

@@ -78,7 +78,9 @@ fn task_error(e: MsImportError) -> TaskError {
     match e {
         MsImportError::Ms(e) => TaskError::Permanent(format!("{}: {e}", crate::plan::ms::FIELD)),
         MsImportError::Format(e) => e.into(),
-        e @ MsImportError::ReaderStopped { .. } => TaskError::Permanent(e.to_string()),
+        e @ (MsImportError::ReaderStopped { .. } | MsImportError::PrefetchMismatch { .. }) => {
+            TaskError::Permanent(e.to_string())
+        }
     }
 }
 
