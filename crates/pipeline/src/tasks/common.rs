@@ -191,22 +191,9 @@ impl std::fmt::Debug for PartialUpload {
     }
 }
 
-impl TaskEnv {
-    /// Starts the partial `key` holding images of these names and shapes (in order).
-    pub async fn begin_partial(
-        &self,
-        key: &str,
-        shapes: &[(String, [usize; 2])],
-        scalars: &BTreeMap<String, f64>,
-        neq: Option<&NormalEquations>,
-        m: &mut TaskManifest,
-    ) -> Result<PartialUpload, TaskError> {
-        PartialUpload::begin(&self.out, key, shapes, scalars, neq, m).await
-    }
-}
-
 impl PartialUpload {
-    /// Starts the partial `key` of `store` ([`TaskEnv::begin_partial`]).
+    /// Starts the partial `key` of `store` (a task's output store) holding images of
+    /// these names and shapes (in order).
     pub async fn begin(
         store: &Store,
         key: &str,
@@ -234,7 +221,7 @@ impl PartialUpload {
         })
     }
 
-    /// Appends the next image (as named at [`TaskEnv::begin_partial`]). Parts of
+    /// Appends the next image (as named at [`PartialUpload::begin`]). Parts of
     /// [`MULTIPART_PART_SIZE`] are sent once at least [`MIN_PART_SIZE`] more is buffered
     /// behind them, so that [`PartialUpload::flush`] can always send what is left as a
     /// part S3 accepts.

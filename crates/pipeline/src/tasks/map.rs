@@ -31,7 +31,9 @@ use aperture_imaging::weighting::{
 use ndarray::{Array2, s};
 use num_complex::Complex64;
 
-use super::common::{kernel, large_blocks_mapped, mem_mark, read_window, release_free_memory};
+use super::common::{
+    PartialUpload, kernel, large_blocks_mapped, mem_mark, read_window, release_free_memory,
+};
 use super::moments::MomentSum;
 use super::partial::PartImage;
 use super::weights::global_density;
@@ -628,7 +630,7 @@ pub async fn run(
                 names.iter().map(|n| (n.clone(), [ny, nx])).collect();
             let mut scalars = BTreeMap::new();
             scalars.insert("sumwt".to_string(), acc.sumwt);
-            let mut up = env.begin_partial(&key, &shapes, &scalars, None, m).await?;
+            let mut up = PartialUpload::begin(&env.out, &key, &shapes, &scalars, None, m).await?;
             let xt = |t: usize| out.x.powi(t as i32);
             for (t, name) in names[..mom.nmoment].iter().enumerate() {
                 let img = PartImage {
