@@ -14,7 +14,7 @@ use super::kernel::{PieceEvaluator, PiecewiseKernel};
 use super::layout::Layout;
 use super::params::{DataExtent, Request, choose_layout};
 use super::pass::{PassCtx, SharedMut, degrid_band, grid_band};
-use super::planes::PlaneFft;
+use super::planes::{PlaneFft, live_rows};
 use super::real::Real;
 use super::screen::{Screens, apply_correction};
 use super::{GridReport, StageTimes};
@@ -279,6 +279,7 @@ pub fn predict_raw<T: Real>(
         ModelImage::Owned(a) => a.iter().copied().collect(),
     };
     apply_correction(lay, &mut img);
+    let live_y = live_rows(&img, geom.npix_x);
     times.correct = t.elapsed().as_secs_f64();
     let nv = lay.nv;
     let mut grid = vec![Complex::<T>::zero(); lay.nu * nv];
@@ -298,8 +299,14 @@ pub fn predict_raw<T: Real>(
         }
         {
             let _f = tracing::debug_span!("fft", plane = plane as i64).entered();
-            prep.fft
-                .image_to_columns(lay, &img, screens.as_ref(), &mut grid, rows.clone());
+            prep.fft.image_to_columns(
+                lay,
+                &img,
+                &live_y,
+                screens.as_ref(),
+                &mut grid,
+                rows.clone(),
+            );
             prep.fft
                 .clear_and_rows_v_forward(lay, &mut grid, rows.clone());
         }

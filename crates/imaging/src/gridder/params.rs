@@ -3,7 +3,7 @@
 //! candidate, and the one with the lowest estimated run time wins (the kernel database
 //! and cost model of ducc0's wgridder, Arras et al. 2021 §3.3).
 
-use super::fft_size::good_fft_size;
+use super::fft_size::{fast_fft_size, fft_length_factor};
 use super::kernel_design::KernelDesign;
 use super::kernel_table::KERNEL_TABLE;
 use super::layout::Layout;
@@ -199,8 +199,8 @@ pub fn choose_layout_parts(
             continue;
         }
         let sigma = d.sigma;
-        let nu = good_fft_size(((geom.npix_x as f64 * sigma).ceil() as usize).max(2 * w + 16));
-        let nv = good_fft_size(((geom.npix_y as f64 * sigma).ceil() as usize).max(2 * w + 16));
+        let nu = fast_fft_size(((geom.npix_x as f64 * sigma).ceil() as usize).max(2 * w + 16));
+        let nv = fast_fft_size(((geom.npix_y as f64 * sigma).ceil() as usize).max(2 * w + 16));
         let sig_eff = (nu as f64 / geom.npix_x as f64).min(nv as f64 / geom.npix_y as f64);
         // The w direction is sampled at the kernel's design σ: the image then spans
         // |ξ_w| ≤ c_half·dw = 1/(2σ), the range the table's error covers.
@@ -219,8 +219,8 @@ pub fn choose_layout_parts(
                 + 2.0 * w as f64 * degree * cost.kernel_per_term);
         let rows = ((2.0 * data.uv_extent * nu as f64 + (2 * w + 16) as f64) / nu as f64).min(1.0);
         let fft_plane = cost.fft_per_point_log
-            * (rows * (nu * nv) as f64 * (nv as f64).log2()
-                + (geom.npix_y * nu) as f64 * (nu as f64).log2());
+            * (rows * (nu * nv) as f64 * (nv as f64).log2() * fft_length_factor(nv)
+                + (geom.npix_y * nu) as f64 * (nu as f64).log2() * fft_length_factor(nu));
         let screen = if req.wstacking {
             cost.screen_per_pixel * (geom.npix_x * geom.npix_y) as f64
         } else {
@@ -258,4 +258,25 @@ pub fn choose_layout_parts(
             ),
         )
     })
+}
+
+/// A w-stacking layout of `npix`² at 2 mrad cells (a wide field: n − 1 reaches −0.02
+/// at 200²), for tests of the plane transforms.
+#[cfg(test)]
+pub(crate) fn wide_test_layout(npix: usize) -> Layout {
+    use crate::coords::RaDec;
+    let geom = ImageGeometry::square(npix, 2e-3, RaDec::from_degrees(0.0, -30.0), 1e8, 1e6)
+        .expect("geometry");
+    let data = DataExtent {
+        nvis: 1000,
+        w_min: 0.0,
+        w_max: 300.0,
+        uv_extent: 0.4,
+    };
+    let req = Request {
+        epsilon: 1e-6,
+        double: true,
+        wstacking: true,
+    };
+    choose_layout(&geom, &data, &req).expect("layout")
 }

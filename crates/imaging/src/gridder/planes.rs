@@ -25,6 +25,15 @@ fn padded(n: usize) -> usize {
     n + 8
 }
 
+/// Which rows of an image `[y, x]` hold a non-zero pixel: the rows
+/// [`PlaneFft::image_to_columns`] transforms.
+pub fn live_rows(img_yx: &[f64], nx: usize) -> Vec<bool> {
+    img_yx
+        .chunks_exact(nx)
+        .map(|row| row.iter().any(|&v| v != 0.0))
+        .collect()
+}
+
 /// FFT plans for one layout.
 pub struct PlaneFft<T: Real> {
     inv_u: Arc<dyn Fft<T>>,
@@ -59,6 +68,7 @@ impl<T: Real> BlockState<T> {
             scratch: vec![Complex::zero(); scratch],
             cache: ScreenRows {
                 rows: Vec::new(),
+                filled: Vec::new(),
                 q0: 0,
                 n: 0,
                 qnx,
@@ -67,34 +77,43 @@ impl<T: Real> BlockState<T> {
     }
 }
 
-/// Screen rows |Y| = q0 .. q0 + n of the current plane, `[n, qnx]`.
+/// Screen rows |Y| = q0 .. q0 + n of the current plane, `[n, qnx]`, each made on its
+/// first use (a sparse model's empty rows never need theirs).
 struct ScreenRows {
     rows: Vec<Complex64>,
+    filled: Vec<bool>,
     q0: usize,
     n: usize,
     qnx: usize,
 }
 
 impl ScreenRows {
-    /// Makes the rows of a pair of mirrored blocks of `nb` rows: the block below the
-    /// centre has |Y| = q0 + 1 ..= q0 + nb, the one above q0 .. q0 + nb (|Y| ≤ `half`).
-    fn fill_pair(&mut self, s: &Screens, q0: usize, nb: usize, half: usize) {
-        let n = (nb + 1).min(half + 1 - q0);
+    /// Holds the rows of a pair of mirrored blocks of `nb` rows, to be made on first
+    /// use: the block below the centre has |Y| = q0 + 1 ..= q0 + nb, the one above
+    /// q0 .. q0 + nb (|Y| ≤ `half`).
+    fn hold_pair(&mut self, q0: usize, nb: usize, half: usize) {
+        self.hold(q0, (nb + 1).min(half + 1 - q0));
+    }
+
+    fn hold(&mut self, q0: usize, n: usize) {
         self.rows.resize(n * self.qnx, Complex64::default());
-        for (i, row) in self.rows.chunks_exact_mut(self.qnx).enumerate() {
-            s.fill_row(q0 + i, row);
-        }
+        self.filled.clear();
+        self.filled.resize(n, false);
         (self.q0, self.n) = (q0, n);
     }
 
-    /// The row |Y| = `qy`: made now unless it is held.
+    /// The row |Y| = `qy`: made now unless it is held and made.
     fn row(&mut self, s: &Screens, qy: usize) -> &[Complex64] {
         if !(self.q0..self.q0 + self.n).contains(&qy) {
-            self.rows.resize(self.qnx, Complex64::default());
-            s.fill_row(qy, &mut self.rows);
-            (self.q0, self.n) = (qy, 1);
+            self.hold(qy, 1);
         }
-        &self.rows[(qy - self.q0) * self.qnx..][..self.qnx]
+        let i = qy - self.q0;
+        let row = &mut self.rows[i * self.qnx..][..self.qnx];
+        if !self.filled[i] {
+            s.fill_row(qy, row);
+            self.filled[i] = true;
+        }
+        row
     }
 }
 
@@ -163,7 +182,7 @@ impl<T: Real> PlaneFft<T> {
             self.columns_block(layout, grid, rows.clone(), screens, st, y0, acc)
         };
         match screens {
-            Some(s) if pair && ny % 2 == 0 => {
+            Some(_) if pair && ny % 2 == 0 => {
                 let half = ny / 2;
                 let (top, bottom) = acc_yx.split_at_mut(half * nx);
                 top.par_rchunks_mut(nx * BLOCK)
@@ -171,7 +190,7 @@ impl<T: Real> PlaneFft<T> {
                     .enumerate()
                     .for_each_init(init, |st, (k, (acc_t, acc_b))| {
                         let nb = acc_b.len() / nx;
-                        st.cache.fill_pair(s, k * BLOCK, nb, half);
+                        st.cache.hold_pair(k * BLOCK, nb, half);
                         block(st, half - k * BLOCK - nb, acc_t);
                         block(st, half + k * BLOCK, acc_b);
                     });
@@ -264,23 +283,28 @@ impl<T: Real> PlaneFft<T> {
 
     /// Predict: places conj(screen)·image into the kept columns, transforms them along u
     /// and writes rows `rows` of those columns into `grid` (the adjoint of
-    /// [`PlaneFft::columns_to_image`]), with mirrored blocks paired as there.
+    /// [`PlaneFft::columns_to_image`]), with mirrored blocks paired as there. Image rows
+    /// whose `live_y` is false are all zero (a CLEAN model is mostly empty rows): their
+    /// columns are written as zeros with no screen row and no transform.
     pub fn image_to_columns(
         &self,
         layout: &Layout,
         img_yx: &[f64],
+        live_y: &[bool],
         screens: Option<&Screens>,
         grid: &mut [Complex<T>],
         rows: std::ops::Range<usize>,
     ) {
-        self.image_to_columns_in(layout, img_yx, screens, grid, rows, true)
+        self.image_to_columns_in(layout, img_yx, live_y, screens, grid, rows, true)
     }
 
     /// [`PlaneFft::image_to_columns`], with the mirrored blocks paired or not.
+    #[allow(clippy::too_many_arguments)]
     fn image_to_columns_in(
         &self,
         layout: &Layout,
         img_yx: &[f64],
+        live_y: &[bool],
         screens: Option<&Screens>,
         grid: &mut [Complex<T>],
         rows: std::ops::Range<usize>,
@@ -294,16 +318,17 @@ impl<T: Real> PlaneFft<T> {
         let init = || BlockState::<T>::new(ld, fft.get_inplace_scratch_len(), nx / 2 + 1);
         let block = |st: &mut BlockState<T>, y0: usize, nb: usize| {
             let img = &img_yx[y0 * nx..(y0 + nb) * nx];
-            self.image_block(layout, img, screens, out, rows.clone(), st, y0)
+            let live = &live_y[y0..y0 + nb];
+            self.image_block(layout, img, live, screens, out, rows.clone(), st, y0)
         };
         match screens {
-            Some(s) if pair && ny % 2 == 0 => {
+            Some(_) if pair && ny % 2 == 0 => {
                 let half = ny / 2;
                 (0..half.div_ceil(BLOCK))
                     .into_par_iter()
                     .for_each_init(init, |st, k| {
                         let nb = BLOCK.min(half - k * BLOCK);
-                        st.cache.fill_pair(s, k * BLOCK, nb, half);
+                        st.cache.hold_pair(k * BLOCK, nb, half);
                         block(st, half - k * BLOCK - nb, nb);
                         block(st, half + k * BLOCK, nb);
                     });
@@ -322,6 +347,7 @@ impl<T: Real> PlaneFft<T> {
         &self,
         layout: &Layout,
         img: &[f64],
+        live: &[bool],
         screens: Option<&Screens>,
         out: SharedMut<Complex<T>>,
         rows: std::ops::Range<usize>,
@@ -340,6 +366,11 @@ impl<T: Real> PlaneFft<T> {
             let qy = (y0 + b).abs_diff(ny / 2);
             let src = &img[b * nx..(b + 1) * nx];
             let dst = &mut buf[b * ld..b * ld + nu];
+            if !live[b] {
+                // The transform of an empty row is zero.
+                dst.iter_mut().for_each(|c| *c = Complex::zero());
+                continue;
+            }
             // Image x < nx/2 goes to grid row nu − nx/2 + x, the rest to x − nx/2;
             // the rows in between are zero.
             let (dlo, dhi) = dst.split_at_mut(nu - nx / 2);
@@ -365,7 +396,7 @@ impl<T: Real> PlaneFft<T> {
                 }
             }
         }
-        for col in buf.chunks_exact_mut(ld).take(nb) {
+        for (col, _) in buf.chunks_exact_mut(ld).zip(live).filter(|(_, l)| **l) {
             self.fwd_u.process_with_scratch(&mut col[..nu], scratch);
         }
         let c0 = col_of(y0, ny, nv);
@@ -416,27 +447,12 @@ impl<T: Real> PlaneFft<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coords::RaDec;
-    use crate::gridder::params::{DataExtent, Request, choose_layout};
-    use crate::image::ImageGeometry;
+    use crate::gridder::params::wide_test_layout;
 
     /// A wide 200² layout (half the rows, 100, is not a multiple of the block) with
     /// w-stacking.
     fn layout() -> Layout {
-        let geom =
-            ImageGeometry::square(200, 2e-3, RaDec::from_degrees(0.0, -30.0), 1e8, 1e6).unwrap();
-        let data = DataExtent {
-            nvis: 1000,
-            w_min: 0.0,
-            w_max: 300.0,
-            uv_extent: 0.4,
-        };
-        let req = Request {
-            epsilon: 1e-6,
-            double: true,
-            wstacking: true,
-        };
-        choose_layout(&geom, &data, &req).unwrap()
+        wide_test_layout(200)
     }
 
     fn same(a: &[f64], b: &[f64]) -> bool {
@@ -466,12 +482,75 @@ mod tests {
         assert!(same(&a, &b), "invert");
         assert!(a.iter().any(|&v| v != 0.25));
         let img: Vec<f64> = (0..npix).map(val).collect();
+        let live = live_rows(&img, lay.npix_x);
         let mut ga = vec![Complex::zero(); nu * nv];
         let mut gb = ga.clone();
-        fft.image_to_columns_in(&lay, &img, Some(&screens), &mut ga, rows.clone(), true);
-        fft.image_to_columns_in(&lay, &img, Some(&screens), &mut gb, rows, false);
+        fft.image_to_columns_in(
+            &lay,
+            &img,
+            &live,
+            Some(&screens),
+            &mut ga,
+            rows.clone(),
+            true,
+        );
+        fft.image_to_columns_in(&lay, &img, &live, Some(&screens), &mut gb, rows, false);
         let flat = |g: &[Complex<f64>]| g.iter().flat_map(|c| [c.re, c.im]).collect::<Vec<_>>();
         assert!(same(&flat(&ga), &flat(&gb)), "predict");
         assert!(ga.iter().any(|c| c.norm_sqr() > 0.0));
+    }
+
+    /// A model with empty rows (a CLEAN model) gives the grid that transforming every
+    /// row gives: the skipped rows' columns are zero, the others have the same bits,
+    /// whatever the grid held from the plane before.
+    #[test]
+    fn empty_rows_skipped_give_the_full_transform() {
+        let lay = layout();
+        let fft = PlaneFft::<f64>::new(&lay);
+        let mut screens = Screens::new(&lay);
+        screens.advance_to(&lay, 2);
+        let (nu, nv, nx) = (lay.nu, lay.nv, lay.npix_x);
+        let npix = nx * lay.npix_y;
+        // Components on 5 rows, two of them mirrored about the centre.
+        let mut img = vec![0.0; npix];
+        for (y, x, v) in [
+            (3, 7, 1.5),
+            (40, 100, -0.25),
+            (100, 3, 2.0),
+            (101, 150, 0.5),
+        ] {
+            img[y * nx + x] = v;
+        }
+        img[(lay.npix_y - 1) * nx + 11] = 0.75;
+        let live = live_rows(&img, nx);
+        assert_eq!(live.iter().filter(|&&l| l).count(), 5);
+        let all = vec![true; lay.npix_y];
+        let rows = 3..nu - 4;
+        for pair in [true, false] {
+            let stale = |i: usize| Complex::new(i as f64, -1.0);
+            let mut sparse: Vec<Complex<f64>> = (0..nu * nv).map(stale).collect();
+            let mut dense = sparse.clone();
+            fft.image_to_columns_in(
+                &lay,
+                &img,
+                &live,
+                Some(&screens),
+                &mut sparse,
+                rows.clone(),
+                pair,
+            );
+            fft.image_to_columns_in(
+                &lay,
+                &img,
+                &all,
+                Some(&screens),
+                &mut dense,
+                rows.clone(),
+                pair,
+            );
+            // == rather than bits: a transform of zeros may hold −0.0.
+            assert!(sparse == dense, "pair {pair}");
+            assert!(sparse[rows.start * nv..].iter().any(|c| c.norm_sqr() > 0.0));
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! eq. 9; Arras et al. 2021, eq. 8), stored for one quadrant since both depend only on
 //! |X| and |Y|.
 
+use std::sync::{Arc, Mutex};
+
 use num_complex::Complex64;
 use rayon::prelude::*;
 
@@ -33,6 +35,49 @@ pub fn quadrant_dims(layout: &Layout) -> (usize, usize) {
 /// (−1)^{X+Y} / (n ψ̂_u ψ̂_v ψ̂_w) of its pixel offsets, in place. Without w-stacking, n and
 /// ψ̂_w are omitted (the flat-sky approximation, as ducc0 does with `do_wgridding=False`).
 pub fn apply_correction(layout: &Layout, data_yx: &mut [f64]) {
+    let quad = correction_quadrant(layout);
+    let (nx, ny) = (layout.npix_x, layout.npix_y);
+    let qnx = nx / 2 + 1;
+    data_yx.par_chunks_mut(nx).enumerate().for_each(|(y, row)| {
+        let qrow = &quad[y.abs_diff(ny / 2) * qnx..][..qnx];
+        let ysign = if (y + ny / 2 + nx / 2) % 2 == 0 {
+            1.0
+        } else {
+            -1.0
+        };
+        for (x, o) in row.iter_mut().enumerate() {
+            let v = qrow[x.abs_diff(nx / 2)];
+            *o *= if x % 2 == 0 { ysign * v } else { -ysign * v };
+        }
+    });
+}
+
+/// Correction tables of at most this many bytes are kept for the next call.
+const KEPT_CORRECTION_BYTES: usize = 4 << 20;
+
+/// The last correction quadrant made, with its layout: a map task's predict and invert
+/// share one layout, so the second call reuses the first's table. Kept only when small
+/// (images up to about 2000²), so large images pay no memory beside the grid.
+static LAST_CORRECTION: Mutex<Option<(Layout, Arc<Vec<f64>>)>> = Mutex::new(None);
+
+/// 1/(n ψ̂_u ψ̂_v ψ̂_w) on one quadrant (|X| in 0..=npix_x/2, |Y| in 0..=npix_y/2), from the
+/// cache when the last table was made for an equal layout.
+fn correction_quadrant(layout: &Layout) -> Arc<Vec<f64>> {
+    let lock = || LAST_CORRECTION.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((l, q)) = lock().as_ref()
+        && l == layout
+    {
+        return q.clone();
+    }
+    let quad = Arc::new(make_correction_quadrant(layout));
+    if quad.len() * std::mem::size_of::<f64>() <= KEPT_CORRECTION_BYTES {
+        *lock() = Some((layout.clone(), quad.clone()));
+    }
+    quad
+}
+
+/// [`correction_quadrant`], computed.
+fn make_correction_quadrant(layout: &Layout) -> Vec<f64> {
     let k = layout.kernel;
     let ft = k.fourier_fn();
     let cu: Vec<f64> = (0..=layout.npix_x / 2)
@@ -59,18 +104,7 @@ pub fn apply_correction(layout: &Layout, data_yx: &mut [f64]) {
             *q = 1.0 / f;
         }
     });
-    data_yx.par_chunks_mut(nx).enumerate().for_each(|(y, row)| {
-        let qrow = &quad[y.abs_diff(ny / 2) * qnx..][..qnx];
-        let ysign = if (y + ny / 2 + nx / 2) % 2 == 0 {
-            1.0
-        } else {
-            -1.0
-        };
-        for (x, o) in row.iter_mut().enumerate() {
-            let v = qrow[x.abs_diff(nx / 2)];
-            *o *= if x % 2 == 0 { ysign * v } else { -ysign * v };
-        }
-    });
+    quad
 }
 
 /// The w-screen e^{2πi w_j (n − 1)} of the current plane, made one row at a time where
@@ -191,6 +225,7 @@ unsafe fn fill_row_avx2(w: f64, m2: f64, l2: &[f64], out: &mut [Complex64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gridder::params::wide_test_layout;
 
     /// The branch-free phasor agrees with libm's sin_cos over many turns and at the
     /// quarter-turn seams.
@@ -206,6 +241,24 @@ mod tests {
             worst = worst.max((c - wc).abs()).max((s - ws).abs());
         }
         assert!(worst < 4e-16, "{worst}");
+    }
+
+    /// The kept correction table is the one the layout makes, and a different layout
+    /// gets its own (the cache is keyed by the whole layout).
+    #[test]
+    fn kept_correction_is_the_layouts_own() {
+        let a = wide_test_layout(200);
+        let b = wide_test_layout(120);
+        for lay in [&a, &b, &a, &a] {
+            let kept = correction_quadrant(lay);
+            let fresh = make_correction_quadrant(lay);
+            assert_eq!(kept.len(), fresh.len());
+            assert!(
+                kept.iter()
+                    .zip(&fresh)
+                    .all(|(x, y)| x.to_bits() == y.to_bits())
+            );
+        }
     }
 
     /// Rows of l² and m² over the whole n − 1 range of an image (r² up to 1/2).
