@@ -21,7 +21,8 @@ fn gridder(c: &mut Criterion) {
         ..Default::default()
     };
     let (block, geom) = scenario.build().expect("scenario");
-    // A model with a few bright pixels for predict (the cost does not depend on content).
+    // Predict models: a few bright pixels (a CLEAN model: the predict skips the screens
+    // and u transforms of its empty rows) and a dense one (every row live).
     let mut model = Array2::<f64>::zeros((geom.npix_y, geom.npix_x));
     for (k, (x, y)) in [(128, 128), (40, 200), (230, 17), (90, 91)]
         .into_iter()
@@ -29,6 +30,8 @@ fn gridder(c: &mut Criterion) {
     {
         model[[y, x]] = 1.0 + k as f64;
     }
+    let mut rng = Rng::new(7);
+    let dense = Array2::from_shape_fn((geom.npix_y, geom.npix_x), |_| rng.uniform() - 0.5);
     let mut group = c.benchmark_group(format!("gridder/{}px/{}vis", geom.npix_x, block.n_vis()));
     group.sample_size(10);
     for (label, precision, epsilon) in [
@@ -54,18 +57,20 @@ fn gridder(c: &mut Criterion) {
                 .expect("invert")
             })
         });
-        group.bench_function(format!("predict/{label}"), |b| {
-            b.iter(|| {
-                predict(
-                    black_box(&block.uvw_r),
-                    &block.freq_c,
-                    model.view(),
-                    &geom,
-                    &opts,
-                )
-                .expect("predict")
-            })
-        });
+        for (kind, m) in [("sparse", &model), ("dense", &dense)] {
+            group.bench_function(format!("predict_{kind}/{label}"), |b| {
+                b.iter(|| {
+                    predict(
+                        black_box(&block.uvw_r),
+                        &block.freq_c,
+                        m.view(),
+                        &geom,
+                        &opts,
+                    )
+                    .expect("predict")
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -110,6 +110,7 @@ fn spawn(
             aperture_telemetry::stage_traceparent(&plan.trace_key(), stage),
         )
         .env("APERTURE_ATTEMPT", attempt.to_string())
+        .envs(malloc_tunables())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -144,6 +145,17 @@ fn spawn(
         }
     });
     Ok(())
+}
+
+/// glibc's malloc tunables for workers, unless the caller set their own: transparent
+/// huge pages for the heap and large blocks (`glibc.malloc.hugetlb=1`, glibc ≥ 2.35,
+/// tunables(7)). A worker is a fresh process that touches every page it uses once; with
+/// 2 MiB pages a Dask-bench residual task took half the page faults (12.6 k → 6.6 k) and
+/// 8 % less CPU (`perf stat -e task-clock,page-faults`, docs/performance.md).
+fn malloc_tunables() -> Option<(&'static str, &'static str)> {
+    std::env::var_os("GLIBC_TUNABLES")
+        .is_none()
+        .then_some(("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1"))
 }
 
 /// Resolves when SIGINT arrives (never, if it could not be watched).
