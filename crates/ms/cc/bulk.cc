@@ -152,4 +152,41 @@ int aperture_ms_get_cells(void *table, const char *column, size_t column_len, in
     }
 }
 
+// Where `column`'s cells are stored, for the read-ahead of aperture-ms's prefetcher
+// (src/prefetch.rs): `*seqnr` is its data manager's sequence number (its files are
+// `table.f<seqnr>*`). For a tiled storage manager with one hypercube over all rows,
+// `*tile_rows` is the tile's extent along the row axis, `*tile_bytes` the bytes of one
+// row of tiles (tiles across the cell times the bucket size) and `*cube_rows` the
+// cube's rows; otherwise these are 0. Returns 0, or -1 with `err` set.
+int aperture_ms_column_storage(void *table, const char *column, size_t column_len,
+                               uint64_t *seqnr, uint64_t *tile_rows, uint64_t *tile_bytes,
+                               uint64_t *cube_rows, char *err, size_t errlen) {
+    try {
+        const casacore::Table &t = *static_cast<casacore::Table *>(table);
+        casacore::String col(column, column_len);
+        casacore::DataManager *dm = t.findDataManager(col, casacore::True);
+        *seqnr = dm->sequenceNr();
+        *tile_rows = *tile_bytes = *cube_rows = 0;
+        casacore::TiledStMan *tsm = dynamic_cast<casacore::TiledStMan *>(dm);
+        if (tsm == nullptr || t.nrow() == 0) return 0;
+        const casacore::IPosition &cube = tsm->hypercubeShape(0);
+        const casacore::IPosition &tile = tsm->tileShape(0);
+        size_t nd = cube.size();
+        if (nd == 0 || tile.size() != nd) return 0;
+        uint64_t across = 1;
+        for (size_t i = 0; i + 1 < nd; i++) {
+            if (tile[i] <= 0) return 0;
+            across *= static_cast<uint64_t>((cube[i] + tile[i] - 1) / tile[i]);
+        }
+        if (tile[nd - 1] <= 0) return 0;
+        *tile_rows = static_cast<uint64_t>(tile[nd - 1]);
+        *tile_bytes = across * tsm->bucketSize(0);
+        *cube_rows = static_cast<uint64_t>(cube[nd - 1]);
+        return 0;
+    } catch (...) {
+        set_current_error(err, errlen);
+        return -1;
+    }
+}
+
 }  // extern "C"

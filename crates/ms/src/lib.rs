@@ -9,9 +9,9 @@
 //! [`MeasurementSet::read_time_chunks`] streams a group of windows time chunk by time
 //! chunk (laid out as the Zarr store's chunks), so memory is bounded by a few time
 //! chunks, not the MeasurementSet ([`MeasurementSet::read_windows`] reads whole
-//! windows). Stokes I and its weight follow
-//! [`corr`]. UVW are kept as stored (antenna 2 minus antenna 1), which is aperture's own
-//! convention.
+//! windows), while [`prefetch`] has the kernel read the column files ahead of the
+//! reader into the page cache. Stokes I and its weight follow [`corr`]. UVW are kept
+//! as stored (antenna 2 minus antenna 1), which is aperture's own convention.
 //!
 //! casacore is compiled from C++ source through `rubbl_casatables`, behind the cargo
 //! feature `casacore`; without it, [`MeasurementSet::open`] returns
@@ -26,6 +26,7 @@ mod error;
 pub mod layout;
 pub mod meta;
 pub mod plan;
+pub mod prefetch;
 mod reader;
 pub mod select;
 pub mod windows;

@@ -118,7 +118,8 @@ impl MeasurementSet {
     }
 
     /// Resolves `sel` (see [`Selection`] for the defaults) and reads the per-row
-    /// columns, the grid and its UVW; windows are `channels_per_window` channels wide
+    /// columns, the grid and its UVW (while a thread reads the start of the data, FLAG and
+    /// weight columns' files ahead into the page cache, [`crate::prefetch`]); windows are `channels_per_window` channels wide
     /// (default: one per spectral window). Errors name the option (`--field`, `--spw`,
     /// `--channels`, `--time-range`, `--channels-per-window`) or the table and column.
     pub fn plan(
@@ -130,6 +131,8 @@ impl MeasurementSet {
         {
             let _guard = casacore_lock();
             let main = self.main.as_mut().expect(MAIN_OPEN);
+            // The data pass's first rows are paged in while the per-row columns are read.
+            crate::casa::data::read_ahead_first(main, sel.column.column());
             crate::casa::rows::plan(main, &self.meta, sel, channels_per_window)
         }
         #[cfg(not(feature = "casacore"))]

@@ -37,6 +37,27 @@ unsafe extern "C" {
         err: *mut u8,
         errlen: usize,
     ) -> i32;
+    fn aperture_ms_column_storage(
+        table: *mut c_void,
+        column: *const u8,
+        column_len: usize,
+        seqnr: *mut u64,
+        tile_rows: *mut u64,
+        tile_bytes: *mut u64,
+        cube_rows: *mut u64,
+        err: *mut u8,
+        errlen: usize,
+    ) -> i32;
+}
+
+/// Where a column's cells are stored (`cc/bulk.cc`, `aperture_ms_column_storage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ColumnStorage {
+    /// The data manager's sequence number: its files are `table.f<seqnr>*`.
+    pub(crate) seqnr: u64,
+    /// For a tiled storage manager: the tile's rows, the bytes of one row of tiles and
+    /// the hypercube's rows (of the cube holding row 0).
+    pub(crate) tiles: Option<crate::prefetch::Tiles>,
 }
 
 /// Element types `cc/bulk.cc` reads, with casacore's layout (`Bool` is one byte,
@@ -154,6 +175,38 @@ impl BulkTable {
             -2 => Err(BulkError::Shape { index: bad_row }),
             _ => Err(BulkError::Casacore(message(&err))),
         }
+    }
+}
+
+impl BulkTable {
+    /// Where `column` is stored (call under the casacore lock).
+    pub(crate) fn storage(&mut self, column: &str) -> Result<ColumnStorage, String> {
+        let mut err = vec![0u8; ERRLEN];
+        let (mut seqnr, mut tile_rows, mut tile_bytes, mut cube_rows) = (0u64, 0u64, 0u64, 0u64);
+        // SAFETY: the column name and error buffer are valid for the lengths given, the
+        // four outputs are valid u64s; the C++ side catches every exception.
+        let rc = unsafe {
+            aperture_ms_column_storage(
+                self.ptr.as_ptr(),
+                column.as_ptr(),
+                column.len(),
+                &mut seqnr,
+                &mut tile_rows,
+                &mut tile_bytes,
+                &mut cube_rows,
+                err.as_mut_ptr(),
+                ERRLEN,
+            )
+        };
+        if rc != 0 {
+            return Err(message(&err));
+        }
+        let tiles = (tile_rows > 0 && tile_bytes > 0).then_some(crate::prefetch::Tiles {
+            tile_rows,
+            tile_bytes,
+            cube_rows,
+        });
+        Ok(ColumnStorage { seqnr, tiles })
     }
 }
 

@@ -3,14 +3,16 @@
 //! casacore call per column and block, [`Tab::cells_into`]) and turned into Stokes-I
 //! samples on the grid for every window of the group. Reading (serialised by the
 //! casacore lock, on the calling thread) overlaps with the Stokes-I decoding of the
-//! previous block on a second thread.
+//! previous block on a second thread. In [`read_time_chunks`] a third thread reads the
+//! column files ahead of the reader into the page cache ([`crate::prefetch`]), so a
+//! cold MS is paged in while the previous blocks are read and decoded.
 //!
 //! Memory: the group's blocks plus at most [`BUFFERS`] raw row blocks of about
 //! [`BLOCK_BYTES`] each (one being read, one being decoded, one waiting), plus casacore's
 //! tile cache, which `cc/bulk.cc` sizes to two tile-rows per tiled column.
 
 use std::ops::Range;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 
 use aperture_imaging::vis::VisBlock;
 use num_complex::{Complex, Complex32, Complex64};
@@ -22,6 +24,7 @@ use crate::chunks::{ChunkPool, ChunkValues, Precision, TimeChunk, WindowChunk};
 use crate::corr::{Hand, Sample, StokesI, combine_parallel, direct};
 use crate::error::MsError;
 use crate::plan::{Plan, SelectedSpw, WeightSource};
+use crate::prefetch::{self, PrefetchFile};
 
 /// Bytes of raw cells (data, flags, weights) read per block of rows.
 pub(crate) const BLOCK_BYTES: usize = 16 << 20;
@@ -181,6 +184,63 @@ fn read_block(
         }
     }
     Ok(())
+}
+
+/// This thread's CPU time, seconds (0 where unavailable).
+fn thread_cpu_s() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return 0.0;
+    }
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// The storage-manager files a data pass over `column` reads (with FLAG and the
+/// weights), for the read-ahead; none when casacore cannot say (call under the casacore
+/// lock).
+fn read_ahead_files(main: &mut Tab, column: &str, weights: WeightSource) -> Vec<PrefetchFile> {
+    let weights = match weights {
+        WeightSource::Spectrum => "WEIGHT_SPECTRUM",
+        WeightSource::Weight => "WEIGHT",
+        WeightSource::Sigma => "SIGMA",
+    };
+    match main.storage_files(&[column, "FLAG", weights]) {
+        Ok(files) => {
+            for f in &files {
+                tracing::debug!(path = %f.path.display(), map = ?f.map, "read ahead");
+            }
+            files
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "no read-ahead");
+            Vec::new()
+        }
+    }
+}
+
+/// Starts reading ahead the first [`prefetch::WINDOW_BYTES`] of the files of `column`,
+/// FLAG and the weights (WEIGHT_SPECTRUM, else WEIGHT) on a thread of its own, which
+/// ends once advised: the data pass that follows planning usually starts at row 0 (call
+/// under the casacore lock; when disabled or unknown, nothing happens).
+pub(crate) fn read_ahead_first(main: &mut Tab, column: &str) {
+    if !prefetch::enabled() {
+        return;
+    }
+    let weights = if main.has("WEIGHT_SPECTRUM") {
+        WeightSource::Spectrum
+    } else {
+        WeightSource::Weight
+    };
+    let files = read_ahead_files(main, column, weights);
+    if !files.is_empty() {
+        let _ = std::thread::Builder::new()
+            .name("ms-prefetch".into())
+            .spawn(move || prefetch::run_first(&files, prefetch::WINDOW_BYTES));
+    }
 }
 
 /// Reads windows `group` of `plan` (all of one spectral window) in one pass over their
@@ -543,9 +603,10 @@ fn read_time_chunks_in_blocks(
         ));
     }
     let column = plan.column.column();
-    let double = {
+    let (double, files) = {
         let _guard = crate::casacore_lock();
-        check_main_columns(main, column)? == T::TpDComplex
+        let double = check_main_columns(main, column)? == T::TpDComplex;
+        (double, read_ahead_files(main, column, plan.weight_source))
     };
     let spw = &plan.spws[s];
     let windows: Vec<(usize, Range<usize>)> = group
@@ -585,10 +646,28 @@ fn read_time_chunks_in_blocks(
     }
 
     let block_rows = block_rows.min(rows_of.iter().map(Vec::len).max().unwrap_or(1).max(1));
+    // The row span of each block read, in order, for the read-ahead.
+    let spans: Vec<Range<u64>> = rows_of
+        .iter()
+        .flat_map(|rows| rows.chunks(block_rows))
+        .filter_map(|b| Some(b.first()?.0..b.last()?.0 + 1))
+        .collect();
     let (full_tx, full_rx) = sync_channel::<ChunkRaw>(1);
     let (empty_tx, empty_rx) = sync_channel::<ChunkRaw>(BUFFERS);
+    let (at_tx, at_rx) = channel::<usize>();
     std::thread::scope(|scope| {
         let shape = &shape;
+        let spans = &spans;
+        // Read-ahead is advice: without its thread the pass only loses the overlap.
+        if !files.is_empty() && prefetch::enabled() {
+            let _ = std::thread::Builder::new()
+                .name("ms-prefetch".into())
+                .spawn_scoped(scope, move || {
+                    prefetch::run(&files, spans, prefetch::WINDOW_BYTES, &at_rx)
+                });
+        }
+        let mut block_index = 0;
+        let (mut read_s, mut read_cpu_s) = (0.0f64, 0.0f64);
         // Named for profiles; fails only as `scope.spawn` would (it panics).
         let decoder = std::thread::Builder::new()
             .name("ms-decode".into())
@@ -611,6 +690,10 @@ fn read_time_chunks_in_blocks(
                     block.raw.cells.clear();
                     block.raw.cells.extend(part.iter().map(|&(_, c)| c));
                     if !part.is_empty() {
+                        // The prefetch thread may have ended early; then this is ignored.
+                        let _ = at_tx.send(block_index);
+                        block_index += 1;
+                        let t0 = (std::time::Instant::now(), thread_cpu_s());
                         let _guard = crate::casacore_lock();
                         read_block(
                             main,
@@ -621,6 +704,8 @@ fn read_time_chunks_in_blocks(
                             &row_numbers,
                             &mut block.raw,
                         )?;
+                        read_s += t0.0.elapsed().as_secs_f64();
+                        read_cpu_s += thread_cpu_s() - t0.1;
                     }
                     if full_tx.send(block).is_err() {
                         return Ok(());
@@ -630,6 +715,11 @@ fn read_time_chunks_in_blocks(
             Ok(())
         })();
         drop(full_tx);
+        // Ends the read-ahead.
+        drop(at_tx);
+        // Wall time beyond CPU time in casacore's reads: waiting for page-ins (or for a
+        // core) (docs/performance.md).
+        tracing::debug!(blocks = block_index, read_s, read_cpu_s, "data pass read");
         match decoder.join() {
             Ok(()) => read,
             Err(panic) => std::panic::resume_unwind(panic),
@@ -652,6 +742,67 @@ mod tests {
         let plan =
             super::super::rows::plan(&mut main, &meta, &Selection::default(), Some(2)).unwrap();
         (main, plan)
+    }
+
+    #[test]
+    fn the_read_ahead_finds_the_columns_files_and_their_tiles() {
+        // The fixture (python-casacore's getdminfo): 1930 rows; DATA, FLAG and
+        // WEIGHT_SPECTRUM in TiledShapeStMan managers 0, 1, 2, one hypercube each of
+        // tiles of 128 rows across the whole cell, buckets of 16384, 256 and 8192 bytes:
+        // ⌈1930 / 128⌉ = 16 rows of tiles, files of 262144, 4096 and 131072 bytes; the
+        // headers table.f0..f2 are mapped in proportion. WEIGHT is in StandardStMan 4.
+        let _casacore = crate::casacore_lock();
+        let (mut main, _) = fixture_in_windows_of_2();
+        let got: Vec<(String, prefetch::RowMap)> =
+            read_ahead_files(&mut main, "DATA", WeightSource::Spectrum)
+                .iter()
+                .map(summary)
+                .collect();
+        let tiled = |tile_bytes| prefetch::RowMap::Tiled {
+            tile_rows: 128,
+            tile_bytes,
+        };
+        let header = prefetch::RowMap::Proportional { nrows: 1930 };
+        assert_eq!(
+            got,
+            vec![
+                ("table.f0".into(), header),
+                ("table.f0_TSM1".into(), tiled(16384)),
+                ("table.f1".into(), header),
+                ("table.f1_TSM1".into(), tiled(256)),
+                ("table.f2".into(), header),
+                ("table.f2_TSM1".into(), tiled(8192)),
+            ]
+        );
+        let sizes: Vec<u64> = read_ahead_files(&mut main, "DATA", WeightSource::Spectrum)
+            .iter()
+            .filter(|f| f.path.to_string_lossy().contains("_TSM"))
+            .map(|f| f.map.size)
+            .collect();
+        assert_eq!(sizes, [262_144, 4096, 131_072]);
+        // WEIGHT instead: StandardStMan's file in proportion (its index, table.f4i, is
+        // not a data file of the manager's and is left out).
+        let got: Vec<String> = read_ahead_files(&mut main, "DATA", WeightSource::Weight)
+            .iter()
+            .map(|f| summary(f).0)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "table.f0",
+                "table.f0_TSM1",
+                "table.f1",
+                "table.f1_TSM1",
+                "table.f4"
+            ]
+        );
+        // A column the table lacks: no read-ahead, not an error.
+        assert!(read_ahead_files(&mut main, "CORRECTED_DATA", WeightSource::Weight).is_empty());
+    }
+
+    fn summary(f: &PrefetchFile) -> (String, prefetch::RowMap) {
+        let name = f.path.file_name().unwrap().to_string_lossy().into_owned();
+        (name, f.map.map)
     }
 
     #[test]

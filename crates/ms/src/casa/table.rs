@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use rubbl_casatables::{CasaScalarData, GlueDataType, Table, TableError, TableOpenMode};
 
-use super::bulk::{BulkError, BulkTable, Elem};
+use super::bulk::{BulkError, BulkTable, ColumnStorage, Elem};
 use crate::error::MsError;
+use crate::prefetch::{FileMap, PrefetchFile};
 
 /// A table of the MeasurementSet at `ms`: `MAIN` or a subtable.
 pub(crate) struct Tab {
@@ -217,6 +218,65 @@ impl Tab {
         Ok(v)
     }
 
+    /// The table's directory.
+    fn dir(&self) -> PathBuf {
+        if self.name == "MAIN" {
+            self.ms.clone()
+        } else {
+            self.ms.join(&self.name)
+        }
+    }
+
+    /// The bulk reader's handle, opened on first use (`column` names the error).
+    fn bulk(&mut self, column: &str) -> Result<&mut BulkTable, MsError> {
+        if self.bulk.is_none() {
+            let bulk = BulkTable::open(&self.dir()).map_err(|e| self.casacore(column, e))?;
+            self.bulk = Some(bulk);
+        }
+        Ok(self.bulk.as_mut().expect("opened above"))
+    }
+
+    /// The storage-manager files holding `columns`, each with where the rows lie in it
+    /// (see [`crate::prefetch`]): the files `table.f<n>` and `table.f<n>_*` of each
+    /// column's data manager `n`, empty files left out.
+    pub(crate) fn storage_files(&mut self, columns: &[&str]) -> Result<Vec<PrefetchFile>, MsError> {
+        let nrows = self.n_rows();
+        let mut managers: Vec<ColumnStorage> = Vec::new();
+        for &c in columns {
+            let s = self.bulk(c)?.storage(c).map_err(|e| self.casacore(c, e))?;
+            if !managers.iter().any(|m| m.seqnr == s.seqnr) {
+                managers.push(s);
+            }
+        }
+        let dir = self.dir();
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| self.casacore(columns.join(", ").as_str(), e))?;
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(m) = managers.iter().find(|m| {
+                let base = format!("table.f{}", m.seqnr);
+                name == base || name.strip_prefix(&base).is_some_and(|r| r.starts_with('_'))
+            }) else {
+                continue;
+            };
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() || meta.len() == 0 {
+                continue;
+            }
+            // Only a tiled manager's tile files (`_TSM<k>`) can hold the tile layout; the
+            // map checks their size against it.
+            let tiles = m.tiles.filter(|_| name.contains("_TSM"));
+            files.push(PrefetchFile {
+                path: entry.path(),
+                map: FileMap::new(meta.len(), nrows, tiles),
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
     /// The cells of `column` in `rows` (ascending), each of `cell` shape (casacore axis
     /// order, fastest first, e.g. DATA `[corr, chan]`) sliced to `blc` + `len`, in one
     /// casacore call, into `out`: row after row, axis 0 fastest. A row whose cell has
@@ -233,16 +293,7 @@ impl Tab {
             out.clear();
             return Ok(());
         }
-        if self.bulk.is_none() {
-            let dir = if self.name == "MAIN" {
-                self.ms.clone()
-            } else {
-                self.ms.join(&self.name)
-            };
-            let bulk = BulkTable::open(&dir).map_err(|e| self.casacore(column, e))?;
-            self.bulk = Some(bulk);
-        }
-        let bulk = self.bulk.as_mut().expect("opened above");
+        let bulk = self.bulk(column)?;
         match bulk.cells(column, rows, blc, len, cell, out) {
             Ok(()) => Ok(()),
             Err(BulkError::Shape { index }) => {

@@ -562,3 +562,49 @@ pub async fn remove_pending(
         }),
     }
 }
+
+#[cfg(all(test, feature = "ms"))]
+mod tests {
+    use super::*;
+    use crate::formats::zarr_vis::create_dataset;
+    use crate::plan::ms::{dataset_meta, uvw_tb3};
+
+    #[tokio::test]
+    async fn writing_other_windows_than_prefetched_is_refused() {
+        // The reader is sent every window of the fixture (windows of 2 channels), then
+        // asked to write only the first: the passes differ, which is an error naming the
+        // MS, and nothing is written.
+        let ms =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/ms/low-linear.ms");
+        let mut reader = MsReader::spawn(ms.clone(), Selection::default(), Some(2));
+        let MsSource { meta, plan } = reader.source().await.unwrap();
+        assert!(plan.windows.len() >= 2, "{}", plan.windows.len());
+        let m = dataset_meta(&meta, &plan, VisDtype::Complex64, None).unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let prefix = Path::from("ds");
+        let ds = create_dataset(store.clone(), &prefix, &m, Some(uvw_tb3(&plan).view()))
+            .await
+            .unwrap();
+        let all: Vec<usize> = (0..plan.windows.len()).collect();
+        let budget_bytes = 64 << 20;
+        reader.prefetch(&m, &plan, &all, budget_bytes);
+        let opts = WriteOptions {
+            budget_bytes,
+            resume: false,
+        };
+        let mut progressed = 0;
+        let err = reader
+            .write(&ds, &plan, &all[..1], opts, &mut |_| progressed += 1)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, MsImportError::PrefetchMismatch { path } if *path == ms),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("low-linear.ms"), "{err}");
+        assert_eq!(progressed, 0);
+        for tc in 0..m.n_time_chunks() {
+            assert!(!ds.chunk_stored(0, tc).await.unwrap(), "chunk {tc} written");
+        }
+    }
+}

@@ -20,6 +20,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::Value;
 use zarrs::array::{Array, ArrayToBytesCodecTraits, CodecOptions, Element};
+use zarrs::metadata::ArrayMetadata;
 use zarrs::storage::AsyncReadableWritableListableStorageTraits;
 
 type ZArray = Array<dyn AsyncReadableWritableListableStorageTraits>;
@@ -68,36 +69,37 @@ impl<T: PlainElement> Drop for Lease<T> {
 }
 
 /// Whether `a` has storage transformers (then a chunk's object is not simply at its
-/// key, and [`store_chunk`] leaves the storing to zarrs).
+/// key, and [`store_chunk`] leaves the storing to zarrs). Read from the typed metadata
+/// (no serialisation: it is asked once per chunk stored).
 fn transformed(a: &ZArray) -> bool {
-    serde_json::to_value(a.metadata()).map_or(true, |m| {
-        m.get("storage_transformers")
-            .and_then(Value::as_array)
-            .is_some_and(|t| !t.is_empty())
-    })
+    match a.metadata() {
+        ArrayMetadata::V3(m) => !m.storage_transformers.is_empty(),
+        // Zarr v2 has no storage transformers.
+        ArrayMetadata::V2(_) => false,
+    }
 }
 
 /// Whether `a` stores a chunk as its elements' little-endian bytes followed by their
 /// crc32c (codecs `bytes` + `crc32c`), on a little-endian machine, so that
-/// [`store_chunk`] may store the elements' own memory.
+/// [`store_chunk`] may store the elements' own memory. Read from the typed metadata.
 fn checksum_only(a: &ZArray) -> bool {
     if cfg!(target_endian = "big") {
         return false;
     }
-    let Ok(m) = serde_json::to_value(a.metadata()) else {
+    let ArrayMetadata::V3(m) = a.metadata() else {
         return false;
     };
-    let Some([bytes, crc]) = m.get("codecs").and_then(Value::as_array).map(Vec::as_slice) else {
+    let [bytes, crc] = m.codecs.as_slice() else {
         return false;
     };
     let endian = bytes
-        .pointer("/configuration/endian")
+        .configuration()
+        .and_then(|c| c.get("endian"))
         .and_then(Value::as_str);
-    let crc_config = crc.get("configuration").and_then(Value::as_object);
-    bytes.get("name").and_then(Value::as_str) == Some("bytes")
+    bytes.name() == "bytes"
         && matches!(endian, None | Some("little"))
-        && crc.get("name").and_then(Value::as_str) == Some("crc32c")
-        && crc_config.is_none_or(|c| c.is_empty())
+        && crc.name() == "crc32c"
+        && crc.configuration_is_none_or_empty()
 }
 
 /// Encodes `data` (chunk `idx` of `a`, its elements in C order) as `a`'s codecs encode
