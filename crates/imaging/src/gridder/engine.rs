@@ -90,6 +90,21 @@ fn prepare<T: Real>(
     let _span = tracing::info_span!("prepare").entered();
     let extent = data_extent(uvw_r, freq_c, geom.cell, keep);
     let layout = choose_layout(geom, &extent, req)?;
+    drop(_span);
+    prepare_in(layout, uvw_r, freq_c, req, keep, t)
+}
+
+/// [`prepare`] with a layout chosen by the caller (one layout for several calls whose
+/// sum is corrected once: [`invert_add`]); `t` is when preparing began.
+fn prepare_in<T: Real>(
+    layout: Layout,
+    uvw_r: &[UvwMetres],
+    freq_c: &[f64],
+    req: &Request,
+    keep: impl Fn(usize, usize) -> bool + Sync + Copy,
+    t: Instant,
+) -> Result<(Prepared<T>, StageTimes), ImagingError> {
+    let _span = tracing::info_span!("prepare").entered();
     let tol = (req.epsilon * 0.05).max(1e-15);
     let uvk = PiecewiseKernel::fit(&layout.kernel, 0.0, tol);
     let alpha = std::f64::consts::TAU * layout.dw * layout.c_mid();
@@ -179,12 +194,66 @@ pub fn invert_raw<T: Real>(
     let nchan = freq_c.len();
     let keep = |r: usize, c: usize| wgt[r * nchan + c] != 0.0;
     let (prep, mut times) = prepare::<T>(uvw_r, freq_c, geom, req, keep)?;
+    let mut acc = vec![0.0f64; geom.npix_x * geom.npix_y];
+    let nvis = invert_planes(&prep, uvw_r, freq_c, vis, wgt, &mut acc, &mut times);
+    let lay = &prep.layout;
+    let t = Instant::now();
+    apply_correction(lay, &mut acc);
+    times.correct = t.elapsed().as_secs_f64();
+    times.total = t_start.elapsed().as_secs_f64();
+    let img = Array2::from_shape_vec((geom.npix_y, geom.npix_x), acc).expect("image shape");
+    Ok((img, prep.report(nvis, times)))
+}
+
+/// Adds the uncorrected adjoint of these samples, gridded with `layout`, into `acc_yx`
+/// (npix_y × npix_x, row-major): the sum of such calls with one layout, corrected once
+/// by [`correct_sum`], is the adjoint of all their samples in one call with that
+/// layout (the plane loop is linear in the data). `layout` must cover the samples'
+/// w and uv (chosen from an extent that contains theirs: the caller checks).
+pub fn invert_add<T: Real>(
+    layout: &Layout,
+    uvw_r: &[UvwMetres],
+    freq_c: &[f64],
+    vis_rc: ArrayView2<'_, Complex64>,
+    wgt_rc: ArrayView2<'_, f64>,
+    req: &Request,
+    acc_yx: &mut [f64],
+) -> Result<GridReport, ImagingError> {
+    let t_start = Instant::now();
+    let vis = vis_rc.as_standard_layout();
+    let wgt = wgt_rc.as_standard_layout();
+    let vis = vis.as_slice().expect("standard layout");
+    let wgt = wgt.as_slice().expect("standard layout");
+    let nchan = freq_c.len();
+    let keep = |r: usize, c: usize| wgt[r * nchan + c] != 0.0;
+    let (prep, mut times) = prepare_in::<T>(layout.clone(), uvw_r, freq_c, req, keep, t_start)?;
+    let nvis = invert_planes(&prep, uvw_r, freq_c, vis, wgt, acc_yx, &mut times);
+    times.total = t_start.elapsed().as_secs_f64();
+    Ok(prep.report(nvis, times))
+}
+
+/// Corrects a sum of [`invert_add`] calls with `layout` (the gridding and w-stacking
+/// correction of one invert, applied once).
+pub fn correct_sum(layout: &Layout, acc_yx: &mut [f64]) {
+    apply_correction(layout, acc_yx);
+}
+
+/// The plane loop of an invert: grid → pruned FFT → w-screen, added into `acc`
+/// (uncorrected). Returns the samples gridded.
+fn invert_planes<T: Real>(
+    prep: &Prepared<T>,
+    uvw_r: &[UvwMetres],
+    freq_c: &[f64],
+    vis: &[Complex64],
+    wgt: &[f64],
+    acc: &mut [f64],
+    times: &mut StageTimes,
+) -> usize {
     let lay = &prep.layout;
     let span = prep.span("invert").entered();
     let ctx = prep.ctx(uvw_r, freq_c);
     let nv = lay.nv;
     let mut grid = vec![Complex::<T>::zero(); lay.nu * nv];
-    let mut acc = vec![0.0f64; geom.npix_x * geom.npix_y];
     let mut screens = lay.wstacking.then(|| Screens::new(lay));
     let mut dirty_rows: Option<std::ops::Range<usize>> = None;
     for plane in 0..lay.nplanes {
@@ -224,20 +293,15 @@ pub fn invert_raw<T: Real>(
             let _f = tracing::debug_span!("fft", plane = plane as i64).entered();
             prep.fft.rows_v(lay, &mut grid, rows.clone(), true);
             prep.fft
-                .columns_to_image(lay, &grid, rows.clone(), screens.as_ref(), &mut acc);
+                .columns_to_image(lay, &grid, rows.clone(), screens.as_ref(), acc);
         }
         times.fft += t.elapsed().as_secs_f64();
         dirty_rows = Some(rows);
     }
     drop(grid);
-    let t = Instant::now();
-    apply_correction(lay, &mut acc);
-    times.correct = t.elapsed().as_secs_f64();
-    times.total = t_start.elapsed().as_secs_f64();
     span.record("grid_seconds", times.grid);
     span.record("fft_seconds", times.fft);
-    let img = Array2::from_shape_vec((geom.npix_y, geom.npix_x), acc).expect("image shape");
-    Ok((img, prep.report(ctx.index.entries.len(), times)))
+    ctx.index.entries.len()
 }
 
 /// The model image of a predict: borrowed (copied once for the correction) or owned

@@ -127,6 +127,34 @@ impl TaskEnv {
         Ok(p)
     }
 
+    /// Σ scale · image over the named images of the partial at `key`
+    /// ([`Partial::read_sum_ranged`]): one image is held, not the terms.
+    pub async fn read_partial_sum(
+        &self,
+        key: &str,
+        terms: &[(String, f64)],
+        m: &mut TaskManifest,
+    ) -> Result<ndarray::Array2<f64>, TaskError> {
+        let t = Instant::now();
+        let span = tracing::info_span!("read", key);
+        let url = self.out.key_url(key);
+        let len = self
+            .out
+            .head(key)
+            .instrument(span.clone())
+            .await?
+            .ok_or_else(|| TaskError::corrupt(&url, "is missing".to_string()))?;
+        let read = |r: std::ops::Range<u64>| async move {
+            Ok::<_, TaskError>(self.out.get_range(key, r).await?)
+        };
+        let img = Partial::read_sum_ranged(len, &url, terms, super::partial::READ_PIECE, read)
+            .instrument(span)
+            .await?;
+        m.bytes_in += len;
+        m.read_seconds += t.elapsed().as_secs_f64();
+        Ok(img)
+    }
+
     pub async fn write_partial(
         &self,
         key: &str,

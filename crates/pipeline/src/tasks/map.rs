@@ -12,7 +12,8 @@
 //! holds at most [`batch_budget`] bytes of visibilities (at least one window), so a
 //! task's memory is bounded by the grid and that budget, not by its shard's size. With
 //! more than one Taylor term every window is its own batch (its model and moment weight
-//! differ).
+//! differ). Where the memory bound is reachable, shards of several windows and residual
+//! passes are imaged one moment at a time instead (`moment_pass.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -130,7 +131,7 @@ fn no_terms(what: &str) -> TaskError {
     kernel(what, "the model has no Taylor terms")
 }
 
-fn mean_freq(block: &VisBlock) -> f64 {
+pub(super) fn mean_freq(block: &VisBlock) -> f64 {
     block.freq_c.iter().sum::<f64>() / block.freq_c.len().max(1) as f64
 }
 
@@ -217,18 +218,18 @@ struct Window {
 }
 
 /// What the map task needs for every batch.
-struct MapCtx<'a> {
-    env: &'a TaskEnv,
-    geom: ImageGeometry,
-    opts: GridderOptions,
-    mom: Moments,
+pub(super) struct MapCtx<'a> {
+    pub(super) env: &'a TaskEnv,
+    pub(super) geom: ImageGeometry,
+    pub(super) opts: GridderOptions,
+    pub(super) mom: Moments,
     /// Model Taylor terms (residual passes).
     model: Option<Vec<Array2<f64>>>,
     /// The latest global T table.
     global: Option<(u32, GainTable)>,
     terms: Vec<SolutionTerm>,
     n_ant: usize,
-    residual: bool,
+    pub(super) residual: bool,
     /// The memory bound is reachable: freed memory is handed back before each gridder
     /// call (where it is not, small grids skip the trims and the page faults they cost).
     tight: bool,
@@ -236,7 +237,7 @@ struct MapCtx<'a> {
 
 impl MapCtx<'_> {
     /// [`release_free_memory`] when the memory bound is in reach.
-    fn trim(&self) {
+    pub(super) fn trim(&self) {
         if self.tight {
             release_free_memory();
         }
@@ -245,18 +246,18 @@ impl MapCtx<'_> {
 
 /// What the map task sums over its batches.
 #[derive(Default)]
-struct MapAcc {
+pub(super) struct MapAcc {
     /// Dirty (residual) and PSF Taylor moments.
     dirty: MomentSum,
     psf: MomentSum,
-    sumwt: f64,
-    chi2_before: f64,
-    chi2_after: f64,
-    neq_t: Option<NormalEquations>,
-    shard_tables: Vec<serde_json::Value>,
+    pub(super) sumwt: f64,
+    pub(super) chi2_before: f64,
+    pub(super) chi2_after: f64,
+    pub(super) neq_t: Option<NormalEquations>,
+    pub(super) shard_tables: Vec<serde_json::Value>,
 }
 
-fn weigh(
+pub(super) fn weigh(
     block: &VisBlock,
     density: Option<&UvDensity>,
     geom: &ImageGeometry,
@@ -351,68 +352,13 @@ fn image_batch(
             mut block,
             wgt_rc,
         } = win;
-        let wwhat = format!("window {w}");
         let nc = block.n_chan();
         if let Some(all) = &mut mvis_rc {
-            let mvis = all.slice(s![.., c0..c0 + nc]);
-            let _solve =
-                tracing::info_span!("solve", window = i64::from(w), terms = ?ctx.terms).entered();
-            if ctx.terms.contains(&SolutionTerm::T) {
-                let spec = solve_spec(ctx.env, SolutionTerm::T, ctx.n_ant);
-                let data_w = block.effective_weight_rc();
-                let ne = NormalEquations::accumulate(&block, mvis, data_w.view(), &spec)
-                    .map_err(|e| kernel(&format!("{wwhat}: T normal equations"), e))?;
-                match &mut acc.neq_t {
-                    Some(a) => a.add(&ne).map_err(|e| kernel(&wwhat, e))?,
-                    None => acc.neq_t = Some(ne),
-                }
-            }
-            if let Some((_, table)) = &ctx.global {
-                apply_gains(&mut block, table, ApplyMode::Correct, WeightUpdate::Keep)
-                    .map_err(|e| kernel(&format!("{wwhat}: apply T gains"), e))?;
-            }
-            for term in ctx.terms.iter().filter(|t| **t != SolutionTerm::T) {
-                let spec = solve_spec(ctx.env, *term, ctx.n_ant);
-                let data_w = block.effective_weight_rc();
-                let ne = NormalEquations::accumulate(&block, mvis, data_w.view(), &spec)
-                    .map_err(|e| kernel(&format!("{wwhat}: {term:?} normal equations"), e))?;
-                let table = solve(&ne, &spec)
-                    .map_err(|e| kernel(&format!("{wwhat}: {term:?} solve"), e))?;
-                apply_gains(&mut block, &table, ApplyMode::Correct, WeightUpdate::Keep)
-                    .map_err(|e| kernel(&format!("{wwhat}: apply {term:?} gains"), e))?;
-                acc.shard_tables.push(serde_json::json!({
-                    "window": w,
-                    "term": format!("{term:?}"),
-                    "flagged": table.n_flagged(),
-                    "gains": (0..table.n_ant).map(|a| {
-                        let g = table.gains[[0, a, 0]];
-                        [g.re, g.im]
-                    }).collect::<Vec<_>>(),
-                }));
-            }
-            drop(_solve);
-            // Residual in place: r = v − m, where the model visibilities were.
-            let mut r = all.slice_mut(s![.., c0..c0 + nc]);
-            r.zip_mut_with(&block.vis_rc, |mv, v| *mv = *v - *mv);
+            calibrate_into_residual(ctx, acc, w, &mut block, all.slice_mut(s![.., c0..c0 + nc]))?;
         }
-        // Data weights after calibration: flags it set zero the imaging weight too.
-        let eff = block.effective_weight_rc();
         let mut wgt_rc = wgt_rc;
-        wgt_rc.zip_mut_with(&eff, |g, e| {
-            if *e <= 0.0 {
-                *g = 0.0
-            }
-        });
-        if let Some(all) = &mvis_rc {
-            let r_rc = all.slice(s![.., c0..c0 + nc]);
-            for ((r, v), e) in r_rc.iter().zip(block.vis_rc.iter()).zip(&eff) {
-                if *e > 0.0 {
-                    acc.chi2_after += e * r.norm_sqr();
-                    acc.chi2_before += e * v.norm_sqr();
-                }
-            }
-        }
-        drop(eff);
+        let resid = mvis_rc.as_ref().map(|a| a.slice(s![.., c0..c0 + nc]));
+        flag_weights(acc, &block, &mut wgt_rc, resid);
         m.windows += 1;
         m.visibilities += block.n_vis() as u64;
         if single {
@@ -464,6 +410,83 @@ fn image_batch(
         what,
     });
     Ok(BatchOut { dirty_yx, x, psf })
+}
+
+/// Calibrates window `w` against its model visibilities `mvis_rc` and overwrites them
+/// with the residual r = v − m: its T normal equations are summed into `acc`, the
+/// global T gains applied, and G/B solved and applied on this window alone.
+pub(super) fn calibrate_into_residual(
+    ctx: &MapCtx<'_>,
+    acc: &mut MapAcc,
+    w: u32,
+    block: &mut VisBlock,
+    mut mvis_rc: ndarray::ArrayViewMut2<'_, Complex64>,
+) -> Result<(), TaskError> {
+    let wwhat = format!("window {w}");
+    let mvis = mvis_rc.view();
+    let _solve = tracing::info_span!("solve", window = i64::from(w), terms = ?ctx.terms).entered();
+    if ctx.terms.contains(&SolutionTerm::T) {
+        let spec = solve_spec(ctx.env, SolutionTerm::T, ctx.n_ant);
+        let data_w = block.effective_weight_rc();
+        let ne = NormalEquations::accumulate(block, mvis, data_w.view(), &spec)
+            .map_err(|e| kernel(&format!("{wwhat}: T normal equations"), e))?;
+        match &mut acc.neq_t {
+            Some(a) => a.add(&ne).map_err(|e| kernel(&wwhat, e))?,
+            None => acc.neq_t = Some(ne),
+        }
+    }
+    if let Some((_, table)) = &ctx.global {
+        apply_gains(block, table, ApplyMode::Correct, WeightUpdate::Keep)
+            .map_err(|e| kernel(&format!("{wwhat}: apply T gains"), e))?;
+    }
+    for term in ctx.terms.iter().filter(|t| **t != SolutionTerm::T) {
+        let spec = solve_spec(ctx.env, *term, ctx.n_ant);
+        let data_w = block.effective_weight_rc();
+        let ne = NormalEquations::accumulate(block, mvis, data_w.view(), &spec)
+            .map_err(|e| kernel(&format!("{wwhat}: {term:?} normal equations"), e))?;
+        let table =
+            solve(&ne, &spec).map_err(|e| kernel(&format!("{wwhat}: {term:?} solve"), e))?;
+        apply_gains(block, &table, ApplyMode::Correct, WeightUpdate::Keep)
+            .map_err(|e| kernel(&format!("{wwhat}: apply {term:?} gains"), e))?;
+        acc.shard_tables.push(serde_json::json!({
+            "window": w,
+            "term": format!("{term:?}"),
+            "flagged": table.n_flagged(),
+            "gains": (0..table.n_ant).map(|a| {
+                let g = table.gains[[0, a, 0]];
+                [g.re, g.im]
+            }).collect::<Vec<_>>(),
+        }));
+    }
+    drop(_solve);
+    // Residual in place: r = v − m, where the model visibilities were.
+    mvis_rc.zip_mut_with(&block.vis_rc, |mv, v| *mv = *v - *mv);
+    Ok(())
+}
+
+/// Zeroes the imaging weights `wgt_rc` where the block's data weights (after
+/// calibration) flag a sample, and sums χ² of the data and of the residual `resid_rc`
+/// (residual passes) into `acc`.
+pub(super) fn flag_weights(
+    acc: &mut MapAcc,
+    block: &VisBlock,
+    wgt_rc: &mut Array2<f64>,
+    resid_rc: Option<ndarray::ArrayView2<'_, Complex64>>,
+) {
+    let eff = block.effective_weight_rc();
+    wgt_rc.zip_mut_with(&eff, |g, e| {
+        if *e <= 0.0 {
+            *g = 0.0
+        }
+    });
+    if let Some(r_rc) = resid_rc {
+        for ((r, v), e) in r_rc.iter().zip(block.vis_rc.iter()).zip(&eff) {
+            if *e > 0.0 {
+                acc.chi2_after += e * r.norm_sqr();
+                acc.chi2_before += e * v.norm_sqr();
+            }
+        }
+    }
 }
 
 /// What one batch gives: its dirty image, its x, and what its PSF needs (cycle 0).
@@ -524,6 +547,18 @@ pub async fn run(
     index: u32,
     m: &mut TaskManifest,
 ) -> Result<(), TaskError> {
+    run_with(env, st, index, m, None).await
+}
+
+/// [`run`], one moment at a time (`Some(true)`, `moment_pass.rs`) or batched
+/// (`Some(false)`), whatever [`super::moment_pass::wanted`] says.
+pub(super) async fn run_with(
+    env: &TaskEnv,
+    st: &Stage,
+    index: u32,
+    m: &mut TaskManifest,
+    moment_passes: Option<bool>,
+) -> Result<(), TaskError> {
     let geom: ImageGeometry = env.geometry()?;
     let wspec = env.weighting();
     let mom = Moments {
@@ -558,10 +593,15 @@ pub async fn run(
         residual,
         tight,
     };
+    let windows = env.plan.shards[index as usize].window_range();
+    let passes =
+        moment_passes.unwrap_or_else(|| super::moment_pass::wanted(windows.len(), residual, tight));
+    if passes {
+        return super::moment_pass::run(&ctx, density, st, index, m).await;
+    }
     let mut acc = MapAcc::default();
     let budget = batch_budget(env, residual);
     let ds = env.dataset().await?;
-    let windows = env.plan.shards[index as usize].window_range();
     let last_w = windows.clone().last();
     let mut batch: Vec<Window> = Vec::new();
     let mut batch_bytes = 0u64;

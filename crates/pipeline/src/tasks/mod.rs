@@ -8,6 +8,7 @@ mod gains;
 pub mod import;
 mod manifest;
 mod map;
+mod moment_pass;
 mod moments;
 mod partial;
 mod predict;
