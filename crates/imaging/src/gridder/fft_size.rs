@@ -1,6 +1,9 @@
 //! FFT-friendly transform sizes (products of 2, 3, 5 and 7), and which of them rustfft
 //! transforms fastest.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 /// The smallest even n' ≥ n whose only prime factors are 2, 3, 5 and 7 (one
 /// implementation, shared with the imaging advice in `sim::advise`).
 pub use crate::sim::advise::good_fft_size;
@@ -30,6 +33,27 @@ const SLACK: f64 = 1.0 / 16.0;
 /// lengths from `n` to `n` + 1/16, the one with the least n log₂ n ×
 /// [`fft_length_factor`] (e.g. 768 rather than 750 = 2·3·5³).
 pub fn fast_fft_size(n: usize) -> usize {
+    // The planner asks this for every kernel row of every sampled window, with few
+    // distinct n: remembered per thread (scanning the 1/16 above n is ~n/32 divisions).
+    thread_local! {
+        static KNOWN: RefCell<HashMap<usize, usize>> = RefCell::new(HashMap::new());
+    }
+    if let Some(m) = KNOWN.with(|k| k.borrow().get(&n).copied()) {
+        return m;
+    }
+    let m = search_fast_fft_size(n);
+    KNOWN.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.len() >= 4096 {
+            k.clear();
+        }
+        k.insert(n, m);
+    });
+    m
+}
+
+/// [`fast_fft_size`], searched.
+fn search_fast_fft_size(n: usize) -> usize {
     let first = good_fft_size(n);
     let cost = |m: usize| m as f64 * (m as f64).log2() * fft_length_factor(m);
     let limit = first as f64 * (1.0 + SLACK);
@@ -77,6 +101,8 @@ mod tests {
         assert_eq!(fast_fft_size(1024), 1024);
         for n in (16..5000).step_by(7) {
             let m = fast_fft_size(n);
+            assert_eq!(m, fast_fft_size(n));
+            assert_eq!(m, super::search_fast_fft_size(n));
             assert!(m >= n && m == good_fft_size(m), "{n} -> {m}");
             assert!(
                 m as f64 <= good_fft_size(n) as f64 * (1.0 + super::SLACK),
