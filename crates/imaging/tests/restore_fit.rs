@@ -233,10 +233,14 @@ fn mirrored_psfs_give_mirrored_position_angles() {
         geom: psf.geom,
         data_yx: Array2::from_shape_fn((n, n), |(y, x)| psf.data_yx[[y, (n - x) % n]]),
     };
+    // The mirrored images sum their samples in another order, so the fit may stop at
+    // another point of its flat minimum: Levenberg–Marquardt stops when the cost falls
+    // by less than 1e-15 of itself, which leaves the parameters free to about
+    // √1e-15 ≈ 3e-8 of themselves (measured: 1.3e-9 with the 756² grid).
     for (img, want) in [(&transposed, FRAC_PI_2 - b.bpa_rad), (&flipped, -b.bpa_rad)] {
         let m = fit_psf_beam(img).unwrap();
-        assert!((m.bmaj_rad / b.bmaj_rad - 1.0).abs() < 1e-9, "{m:?} {b:?}");
-        assert!((m.bmin_rad / b.bmin_rad - 1.0).abs() < 1e-9, "{m:?} {b:?}");
+        assert!((m.bmaj_rad / b.bmaj_rad - 1.0).abs() < 1e-7, "{m:?} {b:?}");
+        assert!((m.bmin_rad / b.bmin_rad - 1.0).abs() < 1e-7, "{m:?} {b:?}");
         assert!(pa_diff(m.bpa_rad, want).abs() < 1e-7, "{m:?} want {want}");
     }
 }
