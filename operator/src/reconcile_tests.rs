@@ -498,8 +498,10 @@ async fn a_missing_credentials_secret_fails_naming_it() {
 async fn an_image_too_large_for_the_memory_limit_fails_naming_the_limit() {
     let (_d, out) = output_dir();
     let limits = [("memory".to_string(), Quantity("96Mi".into()))].into();
+    // 2048² needs about 300 MiB per map task (grid, images, one window), far above the
+    // limit whatever grid the gridder's cost model picks.
     let job = builder("toobig", &out)
-        .npixel(1024)
+        .npixel(2048)
         .with_spec(|s| s.image.cellsize_arcsec = Some(30.0))
         .resources(ResourceRequirements {
             limits: Some(limits),
