@@ -16,7 +16,7 @@ use super::params::{DataExtent, Request, choose_layout};
 use super::pass::{PassCtx, SharedMut, degrid_band, grid_band};
 use super::planes::{PlaneFft, live_rows};
 use super::real::Real;
-use super::screen::{Screens, apply_correction};
+use super::screen::{Screens, apply_correction, apply_correction_rows};
 use super::{GridReport, StageTimes};
 use crate::coords::UvwMetres;
 use crate::image::ImageGeometry;
@@ -172,6 +172,33 @@ impl<T: Real> Prepared<T> {
     }
 }
 
+/// A zeroed grid of `n` cells whose pages the system maps on first touch: allocated
+/// zeroed (calloc(3): a grid-sized block is a fresh anonymous mapping, zero already, so
+/// nothing is written), not filled with zeros, which would make every page resident.
+/// The plane loops touch only the grid rows of their bands ([`band_rows`]: the v
+/// transforms, the u transforms' gathers and scatters, the clearing between planes), so
+/// the rows no sample reaches (|u| beyond the data's extent) never take memory: at
+/// 2048² with 60″ cells, LOW's 600 m array reaches a quarter to a third of the rows
+/// (issue #4's memory bound).
+fn zeroed_grid<T: Real>(n: usize) -> Vec<Complex<T>> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let layout = std::alloc::Layout::array::<Complex<T>>(n).expect("grid size overflows");
+    // SAFETY: `layout` has a non-zero size (n > 0 and Complex<T> is two floats). `Real`
+    // is implemented for f32 and f64 only (sealed by `simd::Avx2Real`, in a private
+    // module), whose all-zero bit pattern is 0.0, so the n cells are initialised
+    // Complex zeros; the block was allocated by the global allocator with the layout of
+    // an array of n Complex<T>, exactly what Vec of capacity n deallocates with.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout).cast::<Complex<T>>();
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Vec::from_raw_parts(p, n, n)
+    }
+}
+
 /// Grid rows touched by bands first..=last.
 fn band_rows(layout: &Layout, first: usize, last: usize) -> std::ops::Range<usize> {
     first * TILE..(last * TILE + TILE + layout.kernel.support).min(layout.nu)
@@ -253,7 +280,7 @@ fn invert_planes<T: Real>(
     let span = prep.span("invert").entered();
     let ctx = prep.ctx(uvw_r, freq_c);
     let nv = lay.nv;
-    let mut grid = vec![Complex::<T>::zero(); lay.nu * nv];
+    let mut grid = zeroed_grid::<T>(lay.nu * nv);
     let mut screens = lay.wstacking.then(|| Screens::new(lay));
     let mut dirty_rows: Option<std::ops::Range<usize>> = None;
     for plane in 0..lay.nplanes {
@@ -342,11 +369,13 @@ pub fn predict_raw<T: Real>(
         ModelImage::Owned(a) if a.is_standard_layout() => a.into_raw_vec_and_offset().0,
         ModelImage::Owned(a) => a.iter().copied().collect(),
     };
-    apply_correction(lay, &mut img);
+    // Only rows with a non-zero pixel are corrected (the correction keeps zeros zero):
+    // the empty rows of a zeroed model stay unwritten, and take no memory.
     let live_y = live_rows(&img, geom.npix_x);
+    apply_correction_rows(lay, &mut img, Some(&live_y));
     times.correct = t.elapsed().as_secs_f64();
     let nv = lay.nv;
-    let mut grid = vec![Complex::<T>::zero(); lay.nu * nv];
+    let mut grid = zeroed_grid::<T>(lay.nu * nv);
     let mut out = Array2::<Complex64>::zeros((uvw_r.len(), freq_c.len()));
     let out_ptr = SharedMut(out.as_mut_ptr());
     let mut screens = lay.wstacking.then(|| Screens::new(lay));

@@ -35,10 +35,21 @@ pub fn quadrant_dims(layout: &Layout) -> (usize, usize) {
 /// (−1)^{X+Y} / (n ψ̂_u ψ̂_v ψ̂_w) of its pixel offsets, in place. Without w-stacking, n and
 /// ψ̂_w are omitted (the flat-sky approximation, as ducc0 does with `do_wgridding=False`).
 pub fn apply_correction(layout: &Layout, data_yx: &mut [f64]) {
+    apply_correction_rows(layout, data_yx, None)
+}
+
+/// [`apply_correction`] on the rows y where `live_y[y]` (all rows with `None`); the
+/// others are left as they are (all-zero rows of a model, whose correction is zero:
+/// not writing them keeps their pages untouched, so a zeroed model image takes memory
+/// only where it has pixels).
+pub fn apply_correction_rows(layout: &Layout, data_yx: &mut [f64], live_y: Option<&[bool]>) {
     let quad = correction_quadrant(layout);
     let (nx, ny) = (layout.npix_x, layout.npix_y);
     let qnx = nx / 2 + 1;
     data_yx.par_chunks_mut(nx).enumerate().for_each(|(y, row)| {
+        if live_y.is_some_and(|l| !l[y]) {
+            return;
+        }
         let qrow = &quad[y.abs_diff(ny / 2) * qnx..][..qnx];
         let ysign = if (y + ny / 2 + nx / 2) % 2 == 0 {
             1.0
@@ -241,6 +252,37 @@ mod tests {
             worst = worst.max((c - wc).abs()).max((s - ws).abs());
         }
         assert!(worst < 4e-16, "{worst}");
+    }
+
+    /// Correcting only the live rows gives the full correction's bits on those rows and
+    /// leaves the others as they were (here a marker, to see that they are not written).
+    #[test]
+    fn live_rows_correction_equals_the_full_correction() {
+        let lay = wide_test_layout(64);
+        let (nx, ny) = (lay.npix_x, lay.npix_y);
+        let img: Vec<f64> = (0..nx * ny)
+            .map(|i| ((i * 7919 % 1000) as f64 - 500.0) * 1e-3)
+            .collect();
+        let live: Vec<bool> = (0..ny).map(|y| y % 3 == 1).collect();
+        let mut full = img.clone();
+        apply_correction(&lay, &mut full);
+        let mut part: Vec<f64> = img
+            .chunks_exact(nx)
+            .zip(&live)
+            .flat_map(|(row, l)| row.iter().map(move |v| if *l { *v } else { 7.0 }))
+            .collect();
+        apply_correction_rows(&lay, &mut part, Some(&live));
+        for (y, l) in live.iter().enumerate() {
+            let (f, p) = (&full[y * nx..][..nx], &part[y * nx..][..nx]);
+            if *l {
+                assert!(
+                    f.iter().zip(p).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "row {y}"
+                );
+            } else {
+                assert!(p.iter().all(|v| *v == 7.0), "row {y} was written");
+            }
+        }
     }
 
     /// The kept correction table is the one the layout makes, and a different layout

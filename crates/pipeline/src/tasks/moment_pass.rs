@@ -14,16 +14,22 @@
 //! per moment:
 //! - invert (cycle 0): pass A reads and weights each window and spills its uvw, data
 //!   and imaging weights;
-//! - residual: pass A weights each window and spills its weights and uvw (the global
-//!   density, as large as an image, is freed after it); pass B makes the model at each
-//!   window's x, Σ_t x^t m_t, by ranged reads straight into one image, predicts from the
-//!   spilled uvw alone, then reads the window again (the grid is freed by then),
-//!   calibrates and spills the residual with its flagged weights.
+//! - residual: pass A weights each window and spills its weights and uvw, and apart
+//!   the rest calibration needs (data, data weights, flags, antennas, times), so the
+//!   store is read once per window (the global density, as large as an image, is freed
+//!   after pass A); pass B reads the model's Taylor terms once, as their non-zero
+//!   pixels where they are few (`Partial::read_nonzero_ranged`; otherwise each
+//!   window's model is summed from ranged reads), makes the model at each window's x,
+//!   Σ_t x^t m_t, in a zeroed image (only its rows with pixels become resident; the
+//!   predict corrects only those), predicts from the spilled uvw alone, then reads the
+//!   rest of the window back (the grid is freed by then), calibrates and spills the
+//!   residual with its flagged weights.
 //!
 //! A one-window shard makes one image per gridder product and writes moment t as x^t
 //! times it. Costs: 2n − 1 + n gridder calls per window in cycle 0 (n = Taylor terms;
 //! the batched path makes 2), 1 predict and n inverts in a residual pass (batched: 1
-//! and 1), the window read twice there, and the spill (24 bytes a sample and a row).
+//! and 1), and the spill (24 bytes a sample and a row; 57 a sample and 64 a row in
+//! the residual).
 //!
 //! Σ over the windows of A_w with one layout is the adjoint of the batch with that
 //! layout, within the gridder's ε of the per-window sums the batched path writes.
@@ -33,16 +39,18 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use aperture_imaging::coords::UvwMetres;
+use aperture_imaging::coords::{RaDec, UvwMetres};
 use aperture_imaging::gridder::{DataExtent, InvertSum, data_extent, merge_extents, predict_owned};
+use aperture_imaging::vis::VisBlock;
 use aperture_imaging::weighting::UvDensity;
 use ndarray::Array2;
 use num_complex::Complex64;
+use tracing::Instrument;
 
 use super::common::{PartialUpload, kernel, mem_mark, read_window};
 use super::map::{MapAcc, MapCtx, calibrate_into_residual, flag_weights, mean_freq, weigh};
-use super::partial::PartImage;
-use super::{Moments, TaskError, TaskManifest};
+use super::partial::{NonZeroTerms, PartImage, Partial, READ_PIECE};
+use super::{Moments, TaskEnv, TaskError, TaskManifest};
 use crate::plan::{Plan, Stage};
 
 /// The environment variable that overrides when this path is taken: `always`, `never`,
@@ -72,6 +80,7 @@ struct Spilled {
     freq_c: Vec<f64>,
     nrow: usize,
     path: PathBuf,
+    phase_centre: RaDec,
 }
 
 impl Spilled {
@@ -117,19 +126,131 @@ fn write_spill(
 
 /// Reads `n` f64 values of a spill record, in pieces of 1 MiB.
 fn read_f64s(src: &mut impl Read, n: usize, path: &Path) -> Result<Vec<f64>, TaskError> {
+    read_values(src, n, path, f64::from_le_bytes)
+}
+
+/// Reads `n` values of `N` bytes each, decoded by `decode`, in pieces of about 1 MiB
+/// (decoded straight into the returned vector).
+fn read_values<const N: usize, T>(
+    src: &mut impl Read,
+    n: usize,
+    path: &Path,
+    decode: impl Fn([u8; N]) -> T,
+) -> Result<Vec<T>, TaskError> {
     let mut vals = Vec::with_capacity(n);
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; (1 << 20) / N * N];
     while vals.len() < n {
-        let take = ((n - vals.len()) * 8).min(buf.len());
+        let take = ((n - vals.len()) * N).min(buf.len());
         src.read_exact(&mut buf[..take])
             .map_err(|e| spill_error(path, e))?;
         vals.extend(
             buf[..take]
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
+                .chunks_exact(N)
+                .map(|c| decode(c.try_into().unwrap_or([0; N]))),
         );
     }
     Ok(vals)
+}
+
+fn complex_from_le(b: [u8; 16]) -> Complex64 {
+    let (re, im) = b.split_at(8);
+    let f = |h: &[u8]| f64::from_le_bytes(h.try_into().unwrap_or([0; 8]));
+    Complex64::new(f(re), f(im))
+}
+
+/// The path of the rest of a spilled window ([`write_block_spill`]).
+fn block_path(s: &Spilled) -> PathBuf {
+    s.path.with_extension("block")
+}
+
+/// Spills what a residual pass needs of the window beside its uvw (spilled with the
+/// imaging weights) to calibrate after the predict: visibilities, data weights, flags,
+/// antennas and times, little-endian. Read back by [`read_block_spill`], so the store is
+/// read once per window.
+fn write_block_spill(path: &Path, block: &VisBlock) -> Result<(), TaskError> {
+    let f = File::create(path).map_err(|e| spill_error(path, e))?;
+    let mut out = BufWriter::with_capacity(1 << 20, f);
+    let mut go = || -> std::io::Result<()> {
+        for v in block.vis_rc.iter() {
+            out.write_all(&v.re.to_le_bytes())?;
+            out.write_all(&v.im.to_le_bytes())?;
+        }
+        for v in block.weight_rc.iter() {
+            out.write_all(&v.to_le_bytes())?;
+        }
+        for f in block.flag_rc.iter() {
+            out.write_all(&[u8::from(*f)])?;
+        }
+        for a in block.ant1_r.iter().chain(&block.ant2_r) {
+            out.write_all(&a.to_le_bytes())?;
+        }
+        for t in &block.time_r {
+            out.write_all(&t.to_le_bytes())?;
+        }
+        out.flush()
+    };
+    go().map_err(|e| spill_error(path, e))
+}
+
+/// The window spilled by [`write_block_spill`], with its rows' `uvw_r`; the file is
+/// removed once read.
+fn read_block_spill(s: &Spilled, uvw_r: Vec<UvwMetres>) -> Result<VisBlock, TaskError> {
+    let path = block_path(s);
+    let f = File::open(&path).map_err(|e| spill_error(&path, e))?;
+    let mut src = BufReader::with_capacity(1 << 16, f);
+    let shape = (s.nrow, s.freq_c.len());
+    let bad = |_| TaskError::Retryable(format!("scratch file {}: bad shape", path.display()));
+    let n = s.nvis();
+    let vis = read_values(&mut src, n, &path, complex_from_le)?;
+    let vis_rc = Array2::from_shape_vec(shape, vis).map_err(bad)?;
+    let weight_rc = Array2::from_shape_vec(shape, read_f64s(&mut src, n, &path)?).map_err(bad)?;
+    let flags = read_values(&mut src, n, &path, |b: [u8; 1]| b[0] != 0)?;
+    let flag_rc = Array2::from_shape_vec(shape, flags).map_err(bad)?;
+    let ant1_r = read_values(&mut src, s.nrow, &path, u32::from_le_bytes)?;
+    let ant2_r = read_values(&mut src, s.nrow, &path, u32::from_le_bytes)?;
+    let time_r = read_f64s(&mut src, s.nrow, &path)?;
+    drop(src);
+    std::fs::remove_file(&path).map_err(|e| spill_error(&path, e))?;
+    Ok(VisBlock {
+        uvw_r,
+        freq_c: s.freq_c.clone(),
+        vis_rc,
+        weight_rc,
+        flag_rc,
+        ant1_r,
+        ant2_r,
+        time_r,
+        phase_centre: s.phase_centre,
+    })
+}
+
+/// Model Taylor terms of the residual pass, held as their non-zero pixels when there
+/// are at most one per 8 image pixels over all terms (12 bytes each: at most 1.5 bytes
+/// a pixel, 6 MB at 2048², against 32 MiB an image per term); `None` otherwise (each
+/// window's model is then summed from ranged reads, [`TaskEnv::read_partial_sum`]).
+async fn read_model_nonzero(
+    env: &TaskEnv,
+    key: &str,
+    names: &[String],
+    m: &mut TaskManifest,
+) -> Result<Option<NonZeroTerms>, TaskError> {
+    let t = Instant::now();
+    let url = env.out.key_url(key);
+    let len = env
+        .out
+        .head(key)
+        .await?
+        .ok_or_else(|| TaskError::corrupt(&url, "is missing".to_string()))?;
+    let npix = u64::from(env.plan.image.npix).pow(2) as usize;
+    let read = |r: std::ops::Range<u64>| async move {
+        Ok::<_, TaskError>(env.out.get_range(key, r).await?)
+    };
+    let terms = Partial::read_nonzero_ranged(len, &url, names, READ_PIECE, npix / 8, read)
+        .instrument(tracing::info_span!("read", key))
+        .await?;
+    m.bytes_in += len;
+    m.read_seconds += t.elapsed().as_secs_f64();
+    Ok(terms)
 }
 
 /// A spilled window read back: weights, and uvw with visibilities unless only the
@@ -295,10 +416,13 @@ pub(super) async fn run(
             freq_c: block.freq_c.clone(),
             nrow: block.n_rows(),
             path: scratch.path().join(format!("{w}.bin")),
+            phase_centre: block.phase_centre,
         };
         if ctx.residual {
             write_spill(&s.path, &wgt_rc, Some((&block.uvw_r, None)))?;
+            write_block_spill(&block_path(&s), &block)?;
             spill_bytes += (8 * s.nvis() + 24 * s.nrow) as u64;
+            spill_bytes += (25 * s.nvis() + 16 * s.nrow) as u64;
         } else {
             flag_weights(&mut acc, &block, &mut wgt_rc, None);
             acc.sumwt += wgt_rc.sum();
@@ -315,17 +439,33 @@ pub(super) async fn run(
     // Pass B (residual): predict, calibrate, subtract; the residual is spilled.
     if ctx.residual {
         let model_key = Plan::model_key(st.cycle);
+        // The model's terms are read once, as their non-zero pixels where they are few.
+        let names: Vec<String> = (0..ctx.mom.nmoment).map(Moments::model_name).collect();
+        let nonzero = read_model_nonzero(env, &model_key, &names, m).await?;
+        m.set(
+            "model_nonzero_bytes",
+            nonzero.as_ref().map_or(0, NonZeroTerms::bytes) as u64,
+        );
         for s in &spilled {
             // The predict needs only the rows' uvw: the window and its weights are read
             // after it, once the grid is freed.
             let ts = Instant::now();
             let uvw_r = read_spill_in(s, false, true, false)?.uvw_r;
             m.read_seconds += ts.elapsed().as_secs_f64();
-            let terms: Vec<(String, f64)> = (0..ctx.mom.nmoment)
-                .map(|t| (Moments::model_name(t), s.x.powi(t as i32)))
-                .collect();
-            let img = env.read_partial_sum(&model_key, &terms, m).await?;
+            let scales: Vec<f64> = (0..ctx.mom.nmoment).map(|t| s.x.powi(t as i32)).collect();
+            let img = match &nonzero {
+                None => {
+                    let terms: Vec<(String, f64)> =
+                        names.iter().cloned().zip(scales.iter().copied()).collect();
+                    env.read_partial_sum(&model_key, &terms, m).await?
+                }
+                Some(_) => Array2::zeros((0, 0)),
+            };
             let t = Instant::now();
+            let img = match &nonzero {
+                Some(nz) => nz.sum(&scales),
+                None => img,
+            };
             let what = format!("window {}", s.w);
             ctx.trim();
             mem_mark("before predict");
@@ -337,14 +477,10 @@ pub(super) async fn run(
             };
             mem_mark("predicted");
             m.compute_seconds += t.elapsed().as_secs_f64();
-            let mut block = read_window(&ds, s.w, m).await?;
-            if block.uvw_r != uvw_r || block.freq_c != s.freq_c {
-                return Err(TaskError::Retryable(format!(
-                    "{what}: read again, its rows or channels changed"
-                )));
-            }
-            drop(uvw_r);
+            // The rest of the window comes from the scratch file (the store is read
+            // once per window), once the grid is freed.
             let ts = Instant::now();
+            let mut block = read_block_spill(s, uvw_r)?;
             let mut wgt_rc = read_spill(s, false, false)?.wgt_rc;
             m.read_seconds += ts.elapsed().as_secs_f64();
             let t = Instant::now();

@@ -269,6 +269,80 @@ impl Partial {
         out.ok_or_else(|| bad("no images to sum"))
     }
 
+    /// The non-zero pixels of the named `names` of the partial of `len` bytes, read
+    /// once in ranges of at most `piece` bytes: per name (in `names`' order) the flat
+    /// `[y, x]` indices and values of its non-zero pixels, and the images' shape. A CLEAN
+    /// model is mostly zeros, so its Taylor terms are held in a few MB instead of an
+    /// image each; `None` once they have more than `max_nonzero` non-zero pixels in all
+    /// (the caller then reads them as images). Errors as [`Partial::read_sum_ranged`].
+    pub async fn read_nonzero_ranged<F, Fut>(
+        len: u64,
+        key: &str,
+        names: &[String],
+        piece: usize,
+        max_nonzero: usize,
+        mut read: F,
+    ) -> Result<Option<NonZeroTerms>, TaskError>
+    where
+        F: FnMut(std::ops::Range<u64>) -> Fut,
+        Fut: std::future::Future<Output = Result<bytes::Bytes, TaskError>>,
+    {
+        let piece = (piece / 8).max(1) as u64 * 8;
+        let bad = |why: &str| TaskError::corrupt(key, why.to_string());
+        let (header, mut at) = read_header_ranged(len, key, &mut read).await?;
+        let mut terms: Vec<Option<(Vec<u32>, Vec<f64>)>> = vec![None; names.len()];
+        let mut shape: Option<(usize, usize)> = None;
+        let mut held = 0usize;
+        for (name, [ny, nx]) in header.arrays {
+            let n = ny
+                .checked_mul(nx)
+                .and_then(|n| n.checked_mul(8))
+                .ok_or_else(|| bad("array too large"))? as u64;
+            let end = at.checked_add(n).filter(|e| *e <= len);
+            let end = end.ok_or_else(|| bad(&format!("truncated data of image {name}")))?;
+            let Some(k) = names.iter().position(|t| *t == name) else {
+                at = end;
+                continue;
+            };
+            if *shape.get_or_insert((ny, nx)) != (ny, nx) {
+                return Err(bad(&format!(
+                    "image {name} is {ny}×{nx}, the other terms {:?}",
+                    shape.unwrap_or_default()
+                )));
+            }
+            if u32::try_from(ny * nx).is_err() {
+                return Ok(None);
+            }
+            let (mut idx, mut val) = (Vec::new(), Vec::new());
+            let mut i = 0u32;
+            while at < end {
+                let to = (at + piece).min(end);
+                let data = read(at..to).await?;
+                if data.len() as u64 != to - at {
+                    return Err(bad(&format!("short read of image {name}")));
+                }
+                for c in data.chunks_exact(8) {
+                    let v = f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+                    if v != 0.0 {
+                        if held == max_nonzero {
+                            return Ok(None);
+                        }
+                        held += 1;
+                        idx.push(i);
+                        val.push(v);
+                    }
+                    i += 1;
+                }
+                at = to;
+            }
+            terms[k] = Some((idx, val));
+        }
+        let shape = shape.ok_or_else(|| bad("no images to sum"))?;
+        let terms: Option<Vec<_>> = terms.into_iter().collect();
+        let terms = terms.ok_or_else(|| bad(&format!("lacks some of the images {names:?}")))?;
+        Ok(Some(NonZeroTerms { shape, terms }))
+    }
+
     pub fn array(&self, name: &str, key: &str) -> Result<&Array2<f64>, TaskError> {
         self.arrays
             .get(name)
@@ -280,6 +354,38 @@ impl Partial {
             .get(name)
             .copied()
             .ok_or_else(|| TaskError::corrupt(key, format!("has no value {name:?}")))
+    }
+}
+
+/// Images held as their non-zero pixels ([`Partial::read_nonzero_ranged`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonZeroTerms {
+    /// `(ny, nx)` of every image.
+    pub shape: (usize, usize),
+    /// Per image, the flat `[y, x]` indices of its non-zero pixels and their values.
+    pub terms: Vec<(Vec<u32>, Vec<f64>)>,
+}
+
+impl NonZeroTerms {
+    /// Σ_k scale_k · image_k, made as [`Partial::read_sum_ranged`] adds them (each scaled
+    /// pixel added to a zeroed image, term by term: the same bits when the terms come in
+    /// the partial's order). The image is allocated zeroed, so only the pages holding
+    /// non-zero pixels become resident.
+    pub fn sum(&self, scales: &[f64]) -> Array2<f64> {
+        let mut out = Array2::<f64>::zeros(self.shape);
+        if let Some(flat) = out.as_slice_mut() {
+            for ((idx, val), scale) in self.terms.iter().zip(scales) {
+                for (&i, &v) in idx.iter().zip(val) {
+                    flat[i as usize] += scale * v;
+                }
+            }
+        }
+        out
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.terms.iter().map(|(i, _)| i.len() * 12).sum()
     }
 }
 
@@ -540,6 +646,87 @@ mod tests {
             "cycles/001/model.bin",
             &missing,
             64,
+            read(bytes.clone()),
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("cycles/001/model.bin"), "{err}");
+    }
+
+    /// The non-zero pixels of sparse images, read in pieces of any size, sum to the bits
+    /// of the ranged dense sum (the oracle); more non-zero pixels than allowed give
+    /// `None`, a missing image an error naming the object.
+    #[test]
+    fn nonzero_terms_sum_like_the_ranged_sum() {
+        let mut a = Partial::default();
+        let sparse = |k: usize| {
+            Array2::from_shape_fn((4, 6), move |(y, x)| {
+                if (y * 6 + x) % (3 + k) == 1 {
+                    ((y + k * x) as f64).cos() - 0.3
+                } else {
+                    0.0
+                }
+            })
+        };
+        a.arrays.insert("model".into(), sparse(0));
+        a.arrays.insert("model-tt1".into(), sparse(1));
+        a.arrays
+            .insert("psf".into(), Array2::from_elem((4, 6), 2.0));
+        let nonzero = a.arrays["model"].iter().chain(a.arrays["model-tt1"].iter());
+        let count = nonzero.filter(|v| **v != 0.0).count();
+        let bytes = bytes::Bytes::from(a.to_bytes());
+        let len = bytes.len() as u64;
+        let read = |b: bytes::Bytes| {
+            move |r: std::ops::Range<u64>| {
+                let b = b.clone();
+                async move { Ok::<_, TaskError>(b.slice(r.start as usize..r.end as usize)) }
+            }
+        };
+        let names = vec!["model".to_string(), "model-tt1".to_string()];
+        let x = 0.173;
+        let terms = vec![(names[0].clone(), 1.0), (names[1].clone(), x)];
+        let want = futures::executor::block_on(Partial::read_sum_ranged(
+            len,
+            "k",
+            &terms,
+            64,
+            read(bytes.clone()),
+        ))
+        .expect("sums");
+        for piece in [8, 40, 1 << 20] {
+            let nz = futures::executor::block_on(Partial::read_nonzero_ranged(
+                len,
+                "k",
+                &names,
+                piece,
+                count,
+                read(bytes.clone()),
+            ))
+            .expect("reads")
+            .expect("within the limit");
+            assert_eq!(nz.bytes(), 12 * count);
+            let got = nz.sum(&[1.0, x]);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| g.to_bits() == w.to_bits());
+            assert!(same, "piece {piece}: {got:?} vs {want:?}");
+        }
+        let over = futures::executor::block_on(Partial::read_nonzero_ranged(
+            len,
+            "k",
+            &names,
+            64,
+            count - 1,
+            read(bytes.clone()),
+        ))
+        .expect("reads");
+        assert!(over.is_none());
+        let err = futures::executor::block_on(Partial::read_nonzero_ranged(
+            len,
+            "cycles/001/model.bin",
+            &["model-tt2".to_string()],
+            64,
+            count,
             read(bytes.clone()),
         ))
         .unwrap_err();
