@@ -375,3 +375,86 @@ fn ctrl_c_stops_the_run_and_a_rerun_finishes_it() {
     assert_ok(&run(&job, &out, &[]));
     assert!(out.join("products/dirty.fits").is_file());
 }
+
+/// Every file under `out` outside `tasks/` and `diagnostics/`, with its bytes.
+fn objects(out: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, v: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir)
+            .expect("read_dir")
+            .filter_map(Result::ok)
+        {
+            let p = e.path();
+            let rel = p.strip_prefix(root).expect("under root").to_path_buf();
+            if rel.starts_with("tasks") || rel.starts_with("diagnostics") {
+                continue;
+            }
+            if p.is_dir() {
+                walk(root, &p, v);
+            } else {
+                v.push((rel, std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(out, out, &mut v);
+    v.sort();
+    v
+}
+
+/// `aperture worker --task-from-stdin` with `input` on its standard input.
+fn stdin_worker(out: &Path, input: &str) -> Output {
+    use std::io::Write as _;
+    let mut c = Command::new(BIN)
+        .args(["worker", "--plan", arg(out), "--task-from-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write assignment");
+    c.wait_with_output().expect("wait worker")
+}
+
+#[test]
+fn workers_started_ahead_take_their_task_from_stdin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = write_job(dir.path(), "pre", &manifest("pre", "invert", ""));
+    // Workers started only when due, and started ahead (the default): same products.
+    let cold = dir.path().join("cold");
+    assert_ok(&run(&job, &cold, &["--prestart", "0"]));
+    let out = dir.path().join("out");
+    assert_ok(&run(&job, &out, &[]));
+    assert_eq!(products(&cold), products(&out));
+
+    // One task handed over as a line: it is redone to the same bytes and announced.
+    let before = objects(&out);
+    let key = out.join("tasks/invert/00002.json");
+    std::fs::remove_file(&key).expect("remove manifest");
+    let o = stdin_worker(&out, "{\"stage\":\"invert\",\"index\":2,\"attempt\":1}\n");
+    assert_ok(&o);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "committed\n");
+    assert!(key.is_file(), "the manifest was not rewritten");
+    assert_eq!(before, objects(&out));
+
+    // No line: not needed, nothing done.
+    let o = stdin_worker(&out, "");
+    assert_ok(&o);
+    assert!(o.stdout.is_empty());
+    // Not an assignment: a usage error naming standard input.
+    let o = stdin_worker(&out, "invert 2\n");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a task assignment"),
+        "{}",
+        stderr(&o)
+    );
+    // A stage the plan lacks: a permanent failure naming it, and no announcement.
+    let o = stdin_worker(&out, "{\"stage\":\"nope\",\"index\":0,\"attempt\":1}\n");
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    assert!(stderr(&o).contains("\"nope\""), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}

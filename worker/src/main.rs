@@ -1,5 +1,6 @@
-//! aperture-worker: runs one task (stage, index) of a job plan stored in object storage,
-//! or (`survey`) surveys a job's MeasurementSet input for the operator before it plans.
+//! aperture-worker: runs one task (stage, index) of a job plan stored in object storage
+//! (named by its arguments, or with `--task-from-stdin` assigned as one JSON line on
+//! standard input once the plan is loaded), or (`survey`) surveys a job's MeasurementSet input for the operator before it plans.
 //! Exit codes: 0 done (manifest written), 75 retryable failure, 65 permanent failure,
 //! 2 bad arguments.
 
@@ -22,11 +23,15 @@ struct Args {
     #[arg(long, required = true)]
     plan: Option<String>,
     /// Stage name, as in the plan.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "task_from_stdin")]
     stage: Option<String>,
     /// Task index; defaults to $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
     #[arg(long)]
     index: Option<u32>,
+    /// Load the plan, then wait for the task as one JSON line on standard input (how
+    /// `aperture run` starts workers ahead of their tasks).
+    #[arg(long, conflicts_with_all = ["stage", "index"])]
+    task_from_stdin: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,12 +62,16 @@ fn main() -> ExitCode {
         drop(tel);
         return ExitCode::from(code);
     }
-    let (Some(plan), Some(stage)) = (&args.plan, &args.stage) else {
-        eprintln!("error: give --plan and --stage, or the survey subcommand");
+    let Some(plan) = &args.plan else {
+        eprintln!("error: give --plan, or the survey subcommand");
         return ExitCode::from(2);
     };
-    let index = match aperture_pipeline::tasks::task_index(args.index) {
-        Ok(i) => i,
+    let task = match aperture_pipeline::tasks::worker_task(
+        args.stage.as_deref(),
+        args.index,
+        args.task_from_stdin,
+    ) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -72,10 +81,9 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return ExitCode::from(code),
     };
-    let code = rt.block_on(aperture_pipeline::tasks::worker_main(
+    let code = rt.block_on(aperture_pipeline::tasks::run_worker_task(
         plan,
-        stage,
-        index,
+        task,
         Some(tel.recorder()),
     ));
     drop(rt);

@@ -46,6 +46,11 @@ pub struct RunArgs {
     /// Write plan.json and print the plan, without running it.
     #[arg(long)]
     pub plan_only: bool,
+    /// Idle worker processes kept started ahead of their tasks, waiting on standard
+    /// input for an assignment (default: --parallel; 0 starts each worker when its task
+    /// is due).
+    #[arg(long)]
+    pub prestart: Option<usize>,
 }
 
 /// The worker command: `$APERTURE_WORKER` if set (e.g. `aperture-worker`), else this very
@@ -147,6 +152,7 @@ pub fn run(args: &RunArgs, ctx: &Context, verbose: u8) -> Result<()> {
             parallel,
             worker: worker_command()?,
             env: tel.config().child_env("aperture-worker"),
+            prestart: args.prestart.unwrap_or(parallel),
         };
         // The driver's own span, under the job span every process derives.
         let trace = aperture_telemetry::trace_id_for(&plan.trace_key());
@@ -326,10 +332,14 @@ async fn partial_diagnostics(
 pub struct WorkerArgs {
     #[arg(long)]
     pub plan: String,
-    #[arg(long)]
-    pub stage: String,
+    #[arg(long, required_unless_present = "task_from_stdin")]
+    pub stage: Option<String>,
     #[arg(long)]
     pub index: Option<u32>,
+    /// Load the plan, then wait for the task as one JSON line on standard input (how
+    /// `aperture run` starts workers ahead of their tasks).
+    #[arg(long, conflicts_with_all = ["stage", "index"])]
+    pub task_from_stdin: bool,
 }
 
 /// Runs one task and returns the worker exit code.
@@ -341,26 +351,30 @@ pub fn run_worker(args: &WorkerArgs, verbose: u8) -> u8 {
         log_level(verbose)
     };
     let tel = Telemetry::init(TelemetryConfig::from_env("aperture-worker", level));
-    let index = match aperture_pipeline::tasks::task_index(args.index) {
-        Ok(i) => i,
+    let task = match aperture_pipeline::tasks::worker_task(
+        args.stage.as_deref(),
+        args.index,
+        args.task_from_stdin,
+    ) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
-    match tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(aperture_pipeline::tasks::worker_main(
-            &args.plan,
-            &args.stage,
-            index,
-            Some(tel.recorder()),
-        )),
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            aperture_pipeline::tasks::EXIT_RETRYABLE
+            return aperture_pipeline::tasks::EXIT_RETRYABLE;
         }
-    }
+    };
+    rt.block_on(aperture_pipeline::tasks::run_worker_task(
+        &args.plan,
+        task,
+        Some(tel.recorder()),
+    ))
 }

@@ -55,6 +55,16 @@ impl TaskEnv {
         .map_err(|e| TaskError::Permanent(format!("plan image geometry: {e}")))
     }
 
+    /// Threads this task may use: `spec.parallelism.threadsPerTask` (0 = all cores), which
+    /// the local executor raises for a stage with fewer tasks than free worker slots (the
+    /// assignment's `threads`, written into this process's copy of the plan).
+    pub fn threads(&self) -> usize {
+        match self.plan.spec.parallelism.threads_per_task {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        }
+    }
+
     pub fn gridder(&self) -> GridderOptions {
         let spec = &self.plan.spec;
         GridderOptions {

@@ -17,6 +17,7 @@ mod restore;
 mod simulate;
 mod spans;
 mod weights;
+mod worker;
 
 pub use common::{TaskEnv, load_plan};
 pub use gains::StoredGains;
@@ -26,6 +27,10 @@ pub use moments::Moments;
 pub use partial::Partial;
 pub use predict::PREDICTED_KEY;
 pub use spans::{SPANS_PREFIX, span_key};
+pub use worker::{
+    Assignment, COMMITTED_LINE, WorkerTask, attempt_from_env, prestarted_worker_main,
+    run_worker_task, task_index, worker_main, worker_task,
+};
 
 use thiserror::Error;
 use tracing::Instrument;
@@ -180,84 +185,5 @@ pub fn limit_malloc_arenas() {
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
-    }
-}
-
-/// The attempt number of this worker process: `APERTURE_ATTEMPT` (set by the local
-/// executor) or, on Kubernetes, one more than `APERTURE_INDEX_FAILURES` (the pod's
-/// `batch.kubernetes.io/job-index-failure-count` annotation through the downward API).
-pub fn attempt_from_env() -> u32 {
-    let num = |k: &str| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok())
-    };
-    num("APERTURE_ATTEMPT")
-        .filter(|a| *a >= 1)
-        .or_else(|| num("APERTURE_INDEX_FAILURES").map(|f| f.saturating_add(1)))
-        .unwrap_or(1)
-}
-
-/// What a worker process does: load the plan, run one task inside its `task` span
-/// (parented under `TRACEPARENT`, the stage span, when set), print a one-line error on
-/// failure, and store the spans `recorder` holds for the job's trace. Returns the
-/// process exit code (0, [`EXIT_RETRYABLE`] or [`EXIT_PERMANENT`]).
-pub async fn worker_main(
-    plan_url: &str,
-    stage: &str,
-    index: u32,
-    recorder: Option<&aperture_telemetry::Recorder>,
-) -> u8 {
-    let attempt = attempt_from_env();
-    let span = task_span(stage, index, attempt);
-    if let Ok(tp) = std::env::var("TRACEPARENT")
-        && !aperture_telemetry::set_remote_parent(&span, &tp)
-    {
-        tracing::warn!("TRACEPARENT={tp:?} is not a W3C traceparent; starting a new trace");
-    }
-    let mut out = None;
-    let result = async {
-        let env = load_plan(plan_url).await?;
-        out = Some(env.out.clone());
-        // A manifest present = task done (DESIGN.md, "Tasks are idempotent"): a
-        // re-created Kubernetes Job re-runs every index, and the done ones end here.
-        if env.out.exists(&Plan::manifest_key(stage, index)).await? {
-            tracing::info!(stage, index, "task already done (manifest present)");
-            return Ok(false);
-        }
-        run_task_in(&env, stage, index, attempt, &tracing::Span::current())
-            .await
-            .map(|_| true)
-    }
-    .instrument(span.clone())
-    .await;
-    let (code, ran) = match result {
-        Ok(ran) => (0, ran),
-        Err(e) => {
-            let msg = format!("task {stage}/{index}: {e}");
-            aperture_telemetry::set_error(&span, &msg);
-            eprintln!("error: {msg}");
-            (e.exit_code(), true)
-        }
-    };
-    span.record("exit_code", i64::from(code));
-    drop(span);
-    if let (Some(rec), Some(out), true) = (recorder, out, ran) {
-        spans::store(&out, rec, stage, index, attempt).await;
-    }
-    code
-}
-
-/// The task index from `--index` or, for Kubernetes Indexed Jobs, `JOB_COMPLETION_INDEX`.
-pub fn task_index(arg: Option<u32>) -> Result<u32, String> {
-    if let Some(i) = arg {
-        return Ok(i);
-    }
-    match std::env::var("JOB_COMPLETION_INDEX") {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("JOB_COMPLETION_INDEX={v:?} is not a task index")),
-        Err(_) => Err("give --index or set JOB_COMPLETION_INDEX".into()),
     }
 }
