@@ -293,6 +293,8 @@ fn check_args(args: &CleanArgs) -> Result<Checked> {
             scales,
             scale_bias,
             nmoment,
+            // All cores: the result does not depend on the thread count.
+            threads: 0,
         },
         window,
         beam,

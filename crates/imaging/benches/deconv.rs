@@ -2,7 +2,7 @@
 //! (LOW within 600 m, 7 times, 8 channels at 100–150 MHz, natural weighting) at 2048²
 //! (`APERTURE_BENCH_DECONV_NPIX` changes it): Hogbom and multi-scale CLEAN of 30 point
 //! sources and a Gaussian (niter 10 000, gain 0.1, threshold 1 mJy/beam, single
-//! thread), and MSMFS with two Taylor terms over four windows of two channels each.
+//! thread; Hogbom also on two threads), and MSMFS with two Taylor terms over four windows of two channels each.
 //! The same images and settings are compared with radler by `scripts/bench-vs-radler.sh`.
 
 use std::hint::black_box;
@@ -104,6 +104,15 @@ fn deconv(c: &mut Criterion) {
             b.iter(|| deconvolve(black_box(&dirty), &psf, &p).expect("deconvolve"))
         });
     }
+    // The same Hogbom on a pool of two threads (FFTs, spectrum products and large patch
+    // subtractions split; the same result).
+    let p2 = CleanParams {
+        threads: 2,
+        ..base.clone()
+    };
+    group.bench_function("hogbom_2threads", |b| {
+        b.iter(|| deconvolve(black_box(&dirty), &psf, &p2).expect("deconvolve"))
+    });
 
     // MSMFS: four windows of two channels each.
     let nu0 = geom.freq_hz;

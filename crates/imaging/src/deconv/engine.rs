@@ -28,13 +28,14 @@
 use std::collections::HashMap;
 
 use num_complex::{Complex32, Complex64};
+use rayon::prelude::*;
 
 use super::fft2::{Grid, to_f32};
 use super::params::{CleanParams, StopReason};
 use super::psf::{default_support, main_lobe_fwhm, sidelobe_beyond};
 use super::scales;
 use super::stats::robust_rms;
-use super::tiles::PeakTracker;
+use super::tiles::{PeakTracker, TILE};
 use crate::ImagingError;
 use crate::sim::good_fft_size;
 
@@ -94,11 +95,11 @@ impl Patch {
 /// (kept between cycles: fresh pages for every transform would cost more than it).
 struct Sync {
     grid: Grid,
-    /// Model transforms, T.
+    /// Model transforms, T (only with T > 1: one term is transformed straight into
+    /// `conv`).
     m_hat: Vec<Vec<Complex64>>,
     conv: Vec<Complex64>,
     work: Vec<Complex64>,
-    tmp: Vec<f64>,
     /// PSF_j transforms, 2T − 1.
     psf_hat: Vec<Vec<Complex32>>,
     /// D_t transforms (only with more than one scale).
@@ -133,6 +134,31 @@ struct Engine<'a> {
     trackers: Vec<PeakTracker>,
     sync: Option<Sync>,
     needs_cycles: bool,
+    /// Threads of the pool the engine runs in (1: no pool, everything sequential).
+    threads: usize,
+}
+
+/// Patch subtractions touching at least this many pixels are split over the pool's
+/// threads by tile rows (smaller ones cost less than the hand-off).
+const PAR_MIN_PIXELS: usize = 1 << 14;
+
+/// Runs `f` on a rayon pool of `threads` threads (0 = one per core), or on the calling
+/// thread when `threads` is 1, entering the caller's span there so that the phase spans
+/// stay children of the task's (as the gridder does).
+fn with_threads<R: Send>(
+    threads: usize,
+    f: impl FnOnce(usize) -> Result<R, ImagingError> + Send,
+) -> Result<R, ImagingError> {
+    if threads == 1 {
+        return f(1);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ImagingError::Unsupported(format!("cannot start worker threads: {e}")))?;
+    let n = pool.current_num_threads();
+    let parent = tracing::Span::current();
+    pool.install(move || parent.in_scope(|| f(n)))
 }
 
 fn pair(a: usize, b: usize) -> usize {
@@ -198,7 +224,7 @@ fn cut(psf: &[f64], nx: usize, ny: usize, e: usize) -> Vec<f64> {
 }
 
 impl<'a> Engine<'a> {
-    fn new(p: Problem<'a>) -> Result<Self, ImagingError> {
+    fn new(p: Problem<'a>, threads: usize) -> Result<Self, ImagingError> {
         let (nx, ny) = (p.nx, p.ny);
         let nt = p.dirty.len();
         let params = p.params;
@@ -272,7 +298,7 @@ impl<'a> Engine<'a> {
         let resp: Vec<f64> = (0..ns).map(|s| patches[0][pair(0, s)].centre()).collect();
 
         let sync = if needs_cycles || ns > 1 {
-            Some(Self::make_sync(&p, &kernels, &khalf, kmax))
+            Some(Self::make_sync(&p, &kernels, &khalf, kmax, threads))
         } else {
             None
         };
@@ -297,6 +323,7 @@ impl<'a> Engine<'a> {
             trackers,
             sync,
             needs_cycles,
+            threads,
             p,
         })
     }
@@ -370,12 +397,18 @@ impl<'a> Engine<'a> {
         out
     }
 
-    fn make_sync(p: &Problem, kernels: &[Vec<f64>], khalf: &[usize], kmax: usize) -> Sync {
+    fn make_sync(
+        p: &Problem,
+        kernels: &[Vec<f64>],
+        khalf: &[usize],
+        kmax: usize,
+        threads: usize,
+    ) -> Sync {
         let (nx, ny) = (p.nx, p.ny);
         // Wrap-free for kernels of offsets −(n/2 + k)..n/2 − 1 + k on n pixels.
         let px = good_fft_size(nx + nx / 2 + kmax);
         let py = good_fft_size(ny + ny / 2 + kmax);
-        let grid = Grid::new(nx, ny, px, py);
+        let grid = Grid::new(nx, ny, px, py).with_threads(threads);
         let mut spec = grid.new_spectrum();
         let psf_hat = p
             .psf
@@ -412,13 +445,13 @@ impl<'a> Engine<'a> {
             .collect();
         Sync {
             m_hat: vec![Vec::new(); p.dirty.len()],
-            conv: grid.new_spectrum(),
+            // The setup transform's buffer, reused.
+            conv: spec,
             work: if multi {
                 grid.new_spectrum()
             } else {
                 Vec::new()
             },
-            tmp: vec![0.0; nx * ny],
             grid,
             psf_hat,
             dirty_hat,
@@ -441,45 +474,78 @@ impl<'a> Engine<'a> {
             }
             Some(sy) => {
                 let g = &sy.grid;
+                let par = self.threads > 1;
                 let norm = 1.0 / (g.px * g.py) as f64;
                 let mut any_model = false;
                 let mut has = vec![false; nt];
                 for (q, m) in self.model.iter().enumerate() {
                     if m.iter().any(|v| *v != 0.0) {
-                        let mh = &mut sy.m_hat[q];
-                        if mh.is_empty() {
-                            *mh = g.new_spectrum();
-                        }
-                        g.forward(mh, g.corner(m));
                         has[q] = true;
                         any_model = true;
+                        if nt > 1 {
+                            let mh = &mut sy.m_hat[q];
+                            if mh.is_empty() {
+                                *mh = g.new_spectrum();
+                            }
+                            g.forward(mh, g.corner(m));
+                        }
                     }
                 }
                 for t in 0..nt {
-                    // conv = Σ_q m̂_q PSF̂_{t+q}
-                    sy.conv.fill(Complex64::default());
-                    for q in (0..nt).filter(|&q| has[q]) {
-                        let ph = &sy.psf_hat[t + q];
-                        for ((c, m), p) in sy.conv.iter_mut().zip(&sy.m_hat[q]).zip(ph) {
-                            *c += m * Complex64::new(p.re as f64, p.im as f64);
+                    // conv = Σ_q m̂_q PSF̂_{t+q} (the sum from 0, as the terms add).
+                    if nt == 1 {
+                        if has[0] {
+                            g.forward(&mut sy.conv, g.corner(&self.model[0]));
+                            let ph = &sy.psf_hat[0];
+                            let mul = |(c, p): (&mut Complex64, &Complex32)| {
+                                *c = Complex64::default() + *c * widen(*p);
+                            };
+                            if par {
+                                sy.conv.par_iter_mut().zip(ph.par_iter()).for_each(mul);
+                            } else {
+                                sy.conv.iter_mut().zip(ph).for_each(mul);
+                            }
+                        } else {
+                            sy.conv.fill(Complex64::default());
+                        }
+                    } else {
+                        sy.conv.fill(Complex64::default());
+                        for q in (0..nt).filter(|&q| has[q]) {
+                            let ph = &sy.psf_hat[t + q];
+                            let mh = &sy.m_hat[q];
+                            let acc = |((c, m), p): ((&mut Complex64, &Complex64), &Complex32)| {
+                                *c += m * widen(*p);
+                            };
+                            if par {
+                                sy.conv
+                                    .par_iter_mut()
+                                    .zip(mh.par_iter())
+                                    .zip(ph.par_iter())
+                                    .for_each(acc);
+                            } else {
+                                sy.conv.iter_mut().zip(mh).zip(ph).for_each(acc);
+                            }
                         }
                     }
                     for s in 1..ns {
                         let kh = &sy.kern_hat[s];
                         let dh = &sy.dirty_hat[t];
-                        for (i, wv) in sy.work.iter_mut().enumerate() {
-                            let d = Complex64::new(dh[i].re as f64, dh[i].im as f64);
-                            *wv = (d - sy.conv[i]) * kh[i] as f64;
+                        let conv = &sy.conv;
+                        let prod = |(i, wv): (usize, &mut Complex64)| {
+                            *wv = (widen(dh[i]) - conv[i]) * kh[i] as f64;
+                        };
+                        if par {
+                            sy.work.par_iter_mut().enumerate().for_each(prod);
+                        } else {
+                            sy.work.iter_mut().enumerate().for_each(prod);
                         }
                         g.inverse(&mut sy.work, &mut self.res[s][t], norm);
                     }
                     let plain = &mut self.res[0][t];
                     plain.copy_from_slice(&self.p.dirty[t]);
                     if any_model {
-                        g.inverse(&mut sy.conv, &mut sy.tmp, norm);
-                        for (r, c) in plain.iter_mut().zip(&sy.tmp) {
-                            *r -= c;
-                        }
+                        // R = D − (model ⊛ PSF), straight from the inverse transform.
+                        g.inverse_with(&mut sy.conv, plain, |r, v| *r -= v * norm);
                     }
                 }
             }
@@ -549,6 +615,12 @@ impl<'a> Engine<'a> {
                 ((y + w + 1).min(ny as isize)) as usize,
             );
             let hx0 = (x0 as isize - x + w) as usize;
+            // Row yy of the image takes row hy of the patch.
+            let hy0 = (y0 as isize - y + w) as usize;
+            if self.threads > 1 && (x1 - x0) * (y1 - y0) >= PAR_MIN_PIXELS {
+                self.subtract_par(s2, pi, amp, (x0, x1), (y0, y1), hx0, hy0);
+                continue;
+            }
             for t2 in 0..self.nt {
                 let r = &mut self.res[s2][t2];
                 for (q, &a) in amp.iter().enumerate() {
@@ -556,18 +628,59 @@ impl<'a> Engine<'a> {
                         continue;
                     }
                     let h = &self.patches[t2 + q][pi].data;
-                    for yy in y0..y1 {
-                        let hy = (yy as isize - y + w) as usize;
-                        let hrow = &h[hy * n + hx0..hy * n + hx0 + (x1 - x0)];
-                        let rrow = &mut r[yy * nx + x0..yy * nx + x1];
-                        for (rv, hv) in rrow.iter_mut().zip(hrow) {
-                            *rv -= a * hv;
-                        }
-                    }
+                    subtract_rows(r, nx, h, n, a, (x0, x1), (y0, y1), hx0, hy0, 0);
                 }
             }
             self.trackers[s2].update(&self.res[s2][0], &self.p.mask, x0, x1, y0, y1);
         }
+    }
+
+    /// The patch subtraction of [`Self::add_component`] for scale `s2` (pair index `pi`)
+    /// over x0..x1 × y0..y1, split by tile rows over the pool's threads, each rescanning
+    /// its own tile row afterwards. Every pixel takes the same subtractions in the same
+    /// order as on one thread, so the result is the same bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    fn subtract_par(
+        &mut self,
+        s2: usize,
+        pi: usize,
+        amp: &[f64],
+        xs: (usize, usize),
+        ys: (usize, usize),
+        hx0: usize,
+        hy0: usize,
+    ) {
+        let nx = self.p.nx;
+        let band = TILE * nx;
+        let (tx, ty) = PeakTracker::tile_span(xs.0, xs.1, ys.0, ys.1);
+        // bands[i][t2]: the image rows of tile row ty.0 + i of R_{s2,t2}.
+        let mut bands: Vec<Vec<&mut [f64]>> = (ty.0..ty.1).map(|_| Vec::new()).collect();
+        for r in self.res[s2].iter_mut() {
+            for (b, rows) in bands.iter_mut().zip(r[ty.0 * band..].chunks_mut(band)) {
+                b.push(rows);
+            }
+        }
+        let (dims, rows) = self.trackers[s2].rows_mut(ty);
+        let (patches, mask) = (&self.patches, &self.p.mask);
+        bands
+            .into_par_iter()
+            .zip(rows)
+            .for_each(|(mut terms, mut row)| {
+                let y_base = row.ty() * TILE;
+                let yr = (ys.0.max(y_base), ys.1.min(y_base + TILE));
+                for (t2, r) in terms.iter_mut().enumerate() {
+                    for (q, &a) in amp.iter().enumerate() {
+                        if a == 0.0 {
+                            continue;
+                        }
+                        let h = &patches[t2 + q][pi];
+                        let n = 2 * h.w + 1;
+                        let hy = hy0 + (yr.0 - ys.0);
+                        subtract_rows(r, nx, &h.data, n, a, xs, yr, hx0, hy, y_base);
+                    }
+                }
+                row.rescan(&dims, terms[0], mask, tx);
+            });
     }
 
     /// Robust RMS of the plain term-0 residual over the whole image (subsampled).
@@ -723,8 +836,43 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// Runs the minor cycle on `p`.
+/// r[yy, x] −= a·h[hy + yy − y0, hx0 + x − x0] for yy in y0..y1, x in x0..x1, where `r`
+/// holds image rows (of `nx`) from row `y_base` on and `h` is an `n`-wide patch.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn subtract_rows(
+    r: &mut [f64],
+    nx: usize,
+    h: &[f64],
+    n: usize,
+    a: f64,
+    (x0, x1): (usize, usize),
+    (y0, y1): (usize, usize),
+    hx0: usize,
+    hy0: usize,
+    y_base: usize,
+) {
+    for yy in y0..y1 {
+        let hy = hy0 + (yy - y0);
+        let hrow = &h[hy * n + hx0..hy * n + hx0 + (x1 - x0)];
+        let ro = (yy - y_base) * nx;
+        let rrow = &mut r[ro + x0..ro + x1];
+        for (rv, hv) in rrow.iter_mut().zip(hrow) {
+            *rv -= a * hv;
+        }
+    }
+}
+
+/// A single-precision spectrum value in double precision.
+#[inline]
+fn widen(p: Complex32) -> Complex64 {
+    Complex64::new(p.re as f64, p.im as f64)
+}
+
+/// Runs the minor cycle on `p`, on `p.params.threads` threads.
 pub(crate) fn run(p: Problem) -> Result<Outcome, ImagingError> {
     let _span = tracing::info_span!("deconvolve", nx = p.nx, ny = p.ny).entered();
-    Ok(Engine::new(p)?.run())
+    with_threads(p.params.threads, |threads| {
+        Ok(Engine::new(p, threads)?.run())
+    })
 }

@@ -10,11 +10,19 @@
 use std::sync::Arc;
 
 use num_complex::{Complex32, Complex64};
+use rayon::prelude::*;
 use rustfft::num_traits::Zero;
 use rustfft::{Fft, FftPlanner};
 
 /// Columns transformed together (gathered into contiguous buffers).
 const BLOCK: usize = 32;
+
+/// Distance between gathered columns: py plus 4 values (64 bytes), so that the BLOCK
+/// values of one spectrum row land in different cache sets (with a stride of py they
+/// map to one set whenever 16·py is a multiple of 4096, e.g. py = 768).
+fn col_stride(py: usize) -> usize {
+    py + 4
+}
 
 /// Plans and sizes of one padded grid.
 pub(crate) struct Grid {
@@ -26,6 +34,10 @@ pub(crate) struct Grid {
     pub py: usize,
     /// Half-spectrum width, px/2 + 1.
     pub h: usize,
+    /// Row pairs and column blocks are transformed in parallel (on the current rayon
+    /// pool) when this is above 1; every row and column is transformed by the same code
+    /// either way, so the result does not depend on it.
+    threads: usize,
     row_fwd: Arc<dyn Fft<f64>>,
     row_inv: Arc<dyn Fft<f64>>,
     col_fwd: Arc<dyn Fft<f64>>,
@@ -39,12 +51,50 @@ impl std::fmt::Debug for Grid {
             .field("ny", &self.ny)
             .field("px", &self.px)
             .field("py", &self.py)
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
 
+/// One thread's buffers for row transforms: two real rows, their complex packing and the
+/// FFT scratch.
+struct RowWork {
+    a: Vec<f64>,
+    b: Vec<f64>,
+    z: Vec<Complex64>,
+    scratch: Vec<Complex64>,
+    /// `a`/`b` hold non-zero values from the last pair.
+    a_dirty: bool,
+    b_dirty: bool,
+}
+
+impl RowWork {
+    fn new(px: usize, fft: &dyn Fft<f64>) -> Self {
+        Self {
+            a: vec![0.0; px],
+            b: vec![0.0; px],
+            z: vec![Complex64::zero(); px],
+            scratch: vec![Complex64::zero(); fft.get_inplace_scratch_len()],
+            a_dirty: false,
+            b_dirty: false,
+        }
+    }
+}
+
+/// The half spectrum shared by the column-block tasks, each of which reads and writes
+/// only its own columns.
+#[derive(Clone, Copy)]
+struct SpecPtr(*mut Complex64);
+
+// SAFETY: the pointer is only dereferenced by `Grid::column_block`, whose callers give
+// every task a distinct column range, so no element is accessed by two threads; the
+// spectrum outlives the tasks (they finish inside the `&mut` borrow that made it).
+unsafe impl Send for SpecPtr {}
+unsafe impl Sync for SpecPtr {}
+
 impl Grid {
-    /// A grid of `px × py` (both even, at least the image size) for `nx × ny` images.
+    /// A grid of `px × py` (both even, at least the image size) for `nx × ny` images,
+    /// transformed on the calling thread.
     pub fn new(nx: usize, ny: usize, px: usize, py: usize) -> Self {
         debug_assert!(px >= nx && py >= ny && px.is_multiple_of(2) && py.is_multiple_of(2));
         let mut p = FftPlanner::<f64>::new();
@@ -54,11 +104,19 @@ impl Grid {
             px,
             py,
             h: px / 2 + 1,
+            threads: 1,
             row_fwd: p.plan_fft_forward(px),
             row_inv: p.plan_fft_inverse(px),
             col_fwd: p.plan_fft_forward(py),
             col_inv: p.plan_fft_inverse(py),
         }
+    }
+
+    /// The same grid transformed in parallel on the current rayon pool when `threads` > 1
+    /// (call its transforms inside a pool of that many threads).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
     }
 
     /// Number of complex values in a half spectrum.
@@ -74,84 +132,142 @@ impl Grid {
     /// Forward transform into `spec` of the real grid whose row `gy` is written by
     /// `fill(gy, row)` into a zeroed row of length `px`; `fill` returns false when it left
     /// the row zero.
-    pub fn forward(&self, spec: &mut [Complex64], mut fill: impl FnMut(usize, &mut [f64]) -> bool) {
-        let (px, h) = (self.px, self.h);
-        let mut a = vec![0.0; px];
-        let mut b = vec![0.0; px];
-        let mut z = vec![Complex64::zero(); px];
-        let mut scratch = vec![Complex64::zero(); self.row_fwd.get_inplace_scratch_len()];
-        let (mut a_dirty, mut b_dirty) = (false, false);
-        // Grid rows holding data: only these are gathered for the column transforms.
-        let mut rows = Vec::new();
-        for gy in (0..self.py).step_by(2) {
-            if a_dirty {
-                a.fill(0.0);
-            }
-            if b_dirty {
-                b.fill(0.0);
-            }
-            a_dirty = fill(gy, &mut a);
-            b_dirty = gy + 1 < self.py && fill(gy + 1, &mut b);
-            let (ra, rest) = spec[gy * h..].split_at_mut(h);
-            let rb = &mut rest[..h];
-            if !a_dirty && !b_dirty {
-                ra.fill(Complex64::zero());
-                rb.fill(Complex64::zero());
-                continue;
-            }
-            rows.push(gy);
-            if gy + 1 < self.py {
-                rows.push(gy + 1);
-            }
-            for ((zx, &ax), &bx) in z.iter_mut().zip(&a).zip(&b) {
-                *zx = Complex64::new(ax, bx);
-            }
-            self.row_fwd.process_with_scratch(&mut z, &mut scratch);
-            // Split the spectra of the two real rows: A = (Z_k + Z*_{-k})/2,
-            // B = (Z_k − Z*_{-k})/(2i).
-            for k in 0..h {
-                let zk = z[k];
-                let zc = z[(px - k) % px].conj();
-                ra[k] = (zk + zc) * 0.5;
-                let d = zk - zc;
-                rb[k] = Complex64::new(d.im * 0.5, -d.re * 0.5);
+    pub fn forward(&self, spec: &mut [Complex64], fill: impl Fn(usize, &mut [f64]) -> bool + Sync) {
+        let h = self.h;
+        // Whether each pair of grid rows holds data: only those rows are gathered for the
+        // column transforms.
+        let mut used = vec![false; self.py / 2];
+        let work = || RowWork::new(self.px, &*self.row_fwd);
+        if self.threads > 1 {
+            spec.par_chunks_mut(2 * h)
+                .zip(used.par_iter_mut())
+                .enumerate()
+                .for_each_init(work, |w, (i, (pair, u))| {
+                    *u = self.forward_pair(2 * i, pair, w, &fill);
+                });
+        } else {
+            let mut w = work();
+            for (i, (pair, u)) in spec.chunks_mut(2 * h).zip(used.iter_mut()).enumerate() {
+                *u = self.forward_pair(2 * i, pair, &mut w, &fill);
             }
         }
+        let rows: Vec<usize> = (0..self.py).filter(|&gy| used[gy / 2]).collect();
         self.columns(spec, false, Some(&rows), self.py);
+    }
+
+    /// The half-spectrum rows `gy` and `gy + 1` (`pair`, 2h values) of the grid rows
+    /// `fill` writes; false when both are zero.
+    fn forward_pair(
+        &self,
+        gy: usize,
+        pair: &mut [Complex64],
+        w: &mut RowWork,
+        fill: &impl Fn(usize, &mut [f64]) -> bool,
+    ) -> bool {
+        let (px, h) = (self.px, self.h);
+        if w.a_dirty {
+            w.a.fill(0.0);
+        }
+        if w.b_dirty {
+            w.b.fill(0.0);
+        }
+        w.a_dirty = fill(gy, &mut w.a);
+        w.b_dirty = fill(gy + 1, &mut w.b);
+        let (ra, rb) = pair.split_at_mut(h);
+        if !w.a_dirty && !w.b_dirty {
+            ra.fill(Complex64::zero());
+            rb.fill(Complex64::zero());
+            return false;
+        }
+        for ((zx, &ax), &bx) in w.z.iter_mut().zip(&w.a).zip(&w.b) {
+            *zx = Complex64::new(ax, bx);
+        }
+        self.row_fwd.process_with_scratch(&mut w.z, &mut w.scratch);
+        // Split the spectra of the two real rows: A = (Z_k + Z*_{-k})/2,
+        // B = (Z_k − Z*_{-k})/(2i).
+        let z = &w.z;
+        for k in 0..h {
+            let zk = z[k];
+            let zc = z[(px - k) % px].conj();
+            ra[k] = (zk + zc) * 0.5;
+            let d = zk - zc;
+            rb[k] = Complex64::new(d.im * 0.5, -d.re * 0.5);
+        }
+        true
     }
 
     /// Inverse transform of `spec` (destroyed) into the `ny × nx` image `out`, each value
     /// multiplied by `scale` (pass 1/(px·py) for the normalised inverse).
     pub fn inverse(&self, spec: &mut [Complex64], out: &mut [f64], scale: f64) {
-        let (px, h, nx, ny) = (self.px, self.h, self.nx, self.ny);
+        self.inverse_with(spec, out, |o, v| *o = v * scale);
+    }
+
+    /// Inverse transform of `spec` (destroyed), handing every image value v to
+    /// `put(&mut out[y·nx + x], v)` (the unnormalised transform: scale v there).
+    pub fn inverse_with(
+        &self,
+        spec: &mut [Complex64],
+        out: &mut [f64],
+        put: impl Fn(&mut f64, f64) + Sync,
+    ) {
+        let (nx, ny, h) = (self.nx, self.ny, self.h);
         self.columns(spec, true, None, ny);
-        let mut z = vec![Complex64::zero(); px];
-        let mut scratch = vec![Complex64::zero(); self.row_inv.get_inplace_scratch_len()];
-        let zeros = vec![Complex64::zero(); h];
-        for gy in (0..ny).step_by(2) {
-            let ra = &spec[gy * h..(gy + 1) * h];
-            let rb = if gy + 1 < ny {
-                &spec[(gy + 1) * h..(gy + 2) * h]
-            } else {
-                &zeros[..]
-            };
-            // Z = A + iB over the full row, from the Hermitian halves.
-            for k in 0..h {
-                z[k] = Complex64::new(ra[k].re - rb[k].im, ra[k].im + rb[k].re);
+        let spec = &spec[..ny * h];
+        let out = &mut out[..ny * nx];
+        let work = || {
+            (
+                vec![Complex64::zero(); self.px],
+                vec![Complex64::zero(); self.row_inv.get_inplace_scratch_len()],
+            )
+        };
+        if self.threads > 1 {
+            out.par_chunks_mut(2 * nx)
+                .zip(spec.par_chunks(2 * h))
+                .for_each_init(work, |(z, scratch), (o, s)| {
+                    self.inverse_pair(s, o, z, scratch, &put)
+                });
+        } else {
+            let (mut z, mut scratch) = work();
+            for (o, s) in out.chunks_mut(2 * nx).zip(spec.chunks(2 * h)) {
+                self.inverse_pair(s, o, &mut z, &mut scratch, &put);
             }
-            for k in h..px {
-                let (ak, bk) = (ra[px - k].conj(), rb[px - k].conj());
-                z[k] = Complex64::new(ak.re - bk.im, ak.im + bk.re);
-            }
-            self.row_inv.process_with_scratch(&mut z, &mut scratch);
-            for (o, v) in out[gy * nx..(gy + 1) * nx].iter_mut().zip(&z) {
-                *o = v.re * scale;
-            }
-            if gy + 1 < ny {
-                for (o, v) in out[(gy + 1) * nx..(gy + 2) * nx].iter_mut().zip(&z) {
-                    *o = v.im * scale;
-                }
-            }
+        }
+    }
+
+    /// Image rows from the half-spectrum rows `spec` (one or two rows of h values) into
+    /// `out` (as many rows of nx values).
+    fn inverse_pair(
+        &self,
+        spec: &[Complex64],
+        out: &mut [f64],
+        z: &mut [Complex64],
+        scratch: &mut [Complex64],
+        put: &impl Fn(&mut f64, f64),
+    ) {
+        let (px, h, nx) = (self.px, self.h, self.nx);
+        let zeros;
+        let (ra, rb) = if spec.len() >= 2 * h {
+            spec.split_at(h)
+        } else {
+            // The last row of an odd image height pairs with a zero row.
+            zeros = vec![Complex64::zero(); h];
+            (spec, &zeros[..])
+        };
+        // Z = A + iB over the full row, from the Hermitian halves.
+        for k in 0..h {
+            z[k] = Complex64::new(ra[k].re - rb[k].im, ra[k].im + rb[k].re);
+        }
+        for k in h..px {
+            let (ak, bk) = (ra[px - k].conj(), rb[px - k].conj());
+            z[k] = Complex64::new(ak.re - bk.im, ak.im + bk.re);
+        }
+        self.row_inv.process_with_scratch(z, scratch);
+        let (oa, ob) = out.split_at_mut(nx);
+        for (o, v) in oa.iter_mut().zip(z.iter()) {
+            put(o, v.re);
+        }
+        for (o, v) in ob.iter_mut().zip(z.iter()) {
+            put(o, v.im);
         }
     }
 
@@ -160,40 +276,85 @@ impl Grid {
     /// written back.
     fn columns(&self, spec: &mut [Complex64], inverse: bool, rows: Option<&[usize]>, keep: usize) {
         let (py, h) = (self.py, self.h);
+        assert!(spec.len() >= py * h, "half spectrum too short");
         let fft = if inverse {
             &self.col_inv
         } else {
             &self.col_fwd
         };
-        let mut buf = vec![Complex64::zero(); BLOCK * py];
-        let mut scratch = vec![Complex64::zero(); fft.get_inplace_scratch_len()];
-        for c0 in (0..h).step_by(BLOCK) {
-            let nb = BLOCK.min(h - c0);
-            if rows.is_some() {
-                buf[..nb * py].fill(Complex64::zero());
+        let work = || {
+            (
+                vec![Complex64::zero(); BLOCK * col_stride(py)],
+                vec![Complex64::zero(); fft.get_inplace_scratch_len()],
+            )
+        };
+        let ptr = SpecPtr(spec.as_mut_ptr());
+        let block = |(buf, scratch): &mut (Vec<Complex64>, Vec<Complex64>), c0: usize| {
+            // SAFETY: `spec` holds py·h values (checked above) and is exclusively borrowed
+            // for this call; block c0 touches only columns c0..c0 + BLOCK, disjoint from
+            // every other block's.
+            unsafe { self.column_block(ptr, c0, &**fft, buf, scratch, rows, keep) }
+        };
+        if self.threads > 1 {
+            (0..h.div_ceil(BLOCK))
+                .into_par_iter()
+                .for_each_init(work, |w, b| block(w, b * BLOCK));
+        } else {
+            let mut w = work();
+            for c0 in (0..h).step_by(BLOCK) {
+                block(&mut w, c0);
             }
-            let mut gather = |y: usize| {
-                let row = &spec[y * h + c0..y * h + c0 + nb];
-                for (b, v) in row.iter().enumerate() {
-                    buf[b * py + y] = *v;
-                }
-            };
-            match rows {
-                Some(rows) => rows.iter().for_each(|&y| gather(y)),
-                None => (0..py).for_each(gather),
+        }
+    }
+
+    /// The column transforms of columns c0..min(c0 + BLOCK, h) (see [`Self::columns`]).
+    ///
+    /// # Safety
+    /// `spec` must point to py·h values that no other thread accesses in these columns
+    /// during the call.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn column_block(
+        &self,
+        spec: SpecPtr,
+        c0: usize,
+        fft: &dyn Fft<f64>,
+        buf: &mut [Complex64],
+        scratch: &mut [Complex64],
+        rows: Option<&[usize]>,
+        keep: usize,
+    ) {
+        let (py, h) = (self.py, self.h);
+        let nb = BLOCK.min(h - c0);
+        let cs = col_stride(py);
+        let buf = &mut buf[..nb * cs];
+        if rows.is_some() {
+            buf.fill(Complex64::zero());
+        }
+        let mut gather = |y: usize| {
+            // SAFETY: y < py and c0 + nb ≤ h, inside the spectrum; these columns are ours.
+            let row = unsafe { std::slice::from_raw_parts(spec.0.add(y * h + c0), nb) };
+            for (b, v) in row.iter().enumerate() {
+                buf[b * cs + y] = *v;
             }
-            fft.process_with_scratch(&mut buf[..nb * py], &mut scratch);
-            for y in 0..keep {
-                let row = &mut spec[y * h + c0..y * h + c0 + nb];
-                for (b, v) in row.iter_mut().enumerate() {
-                    *v = buf[b * py + y];
-                }
+        };
+        match rows {
+            Some(rows) => rows.iter().for_each(|&y| gather(y)),
+            None => (0..py).for_each(gather),
+        }
+        for col in buf.chunks_exact_mut(cs) {
+            fft.process_with_scratch(&mut col[..py], scratch);
+        }
+        for y in 0..keep {
+            // SAFETY: as above.
+            let row = unsafe { std::slice::from_raw_parts_mut(spec.0.add(y * h + c0), nb) };
+            for (b, v) in row.iter_mut().enumerate() {
+                *v = buf[b * cs + y];
             }
         }
     }
 
     /// Row filler placing an `ny × nx` image (`[y, x]` row-major) at the grid corner.
-    pub fn corner<'a>(&self, img: &'a [f64]) -> impl FnMut(usize, &mut [f64]) -> bool + 'a {
+    pub fn corner<'a>(&self, img: &'a [f64]) -> impl Fn(usize, &mut [f64]) -> bool + Sync + 'a {
         let (nx, ny) = (self.nx, self.ny);
         move |gy, row| {
             if gy >= ny {
@@ -215,7 +376,7 @@ impl Grid {
         kern: &'a [f64],
         kx: usize,
         ky: usize,
-    ) -> impl FnMut(usize, &mut [f64]) -> bool + 'a {
+    ) -> impl Fn(usize, &mut [f64]) -> bool + Sync + 'a {
         let (px, py) = (self.px, self.py);
         let (cx, cy) = ((kx / 2) as isize, (ky / 2) as isize);
         move |gy, row| {
@@ -279,7 +440,12 @@ mod tests {
     #[test]
     fn padded_convolution_is_the_linear_one() {
         let mut rng = crate::sim::Rng::new(7);
-        for &(nx, ny, kx, ky) in &[(20, 14, 20, 14), (9, 11, 5, 3), (16, 16, 16, 16)] {
+        for &(nx, ny, kx, ky) in &[
+            (20, 14, 20, 14),
+            (9, 11, 5, 3),
+            (16, 16, 16, 16),
+            (90, 37, 31, 9),
+        ] {
             let img: Vec<f64> = (0..nx * ny)
                 .map(|_| {
                     if rng.uniform() < 0.3 {
@@ -292,16 +458,20 @@ mod tests {
             let k: Vec<f64> = (0..kx * ky).map(|_| rng.normal()).collect();
             let px = crate::sim::good_fft_size(nx + kx / 2 + 2);
             let py = crate::sim::good_fft_size(ny + ky / 2 + 2);
-            let g = Grid::new(nx, ny, px, py);
-            let mut si = g.new_spectrum();
-            g.forward(&mut si, g.corner(&img));
-            let mut sk = g.new_spectrum();
-            g.forward(&mut sk, g.centred(&k, kx, ky));
-            for (a, b) in si.iter_mut().zip(&sk) {
-                *a *= b;
-            }
-            let mut out = vec![0.0; nx * ny];
-            g.inverse(&mut si, &mut out, 1.0 / (px * py) as f64);
+            let convolve = |threads: usize| {
+                let g = Grid::new(nx, ny, px, py).with_threads(threads);
+                let mut si = g.new_spectrum();
+                g.forward(&mut si, g.corner(&img));
+                let mut sk = g.new_spectrum();
+                g.forward(&mut sk, g.centred(&k, kx, ky));
+                for (a, b) in si.iter_mut().zip(&sk) {
+                    *a *= b;
+                }
+                let mut out = vec![0.0; nx * ny];
+                g.inverse(&mut si, &mut out, 1.0 / (px * py) as f64);
+                out
+            };
+            let out = convolve(1);
             let want = brute(&img, nx, ny, &k, kx, ky);
             let err = out
                 .iter()
@@ -309,6 +479,18 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f64::max);
             assert!(err < 1e-12, "{nx}x{ny} kernel {kx}x{ky}: max error {err}");
+            // Rows and column blocks on several threads: the same values bit for bit.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap();
+            let par = pool.install(|| convolve(3));
+            assert!(
+                out.iter()
+                    .zip(&par)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{nx}x{ny}: 3 threads differ from 1"
+            );
         }
     }
 }

@@ -16,6 +16,8 @@ mod psf;
 mod scales;
 mod spectral;
 mod stats;
+#[cfg(test)]
+mod threads_tests;
 mod tiles;
 mod validate;
 mod window;

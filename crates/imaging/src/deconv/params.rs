@@ -56,6 +56,11 @@ pub struct CleanParams {
     pub scale_bias: f64,
     /// Number of Taylor terms for MSMFS, 1–3.
     pub nmoment: usize,
+    /// Threads for the residual recomputations (FFTs and spectrum products) and for
+    /// large PSF-patch subtractions: a rayon pool of this many (0 = one per core). With 1
+    /// everything runs on the calling thread. The result does not depend on it (bit for
+    /// bit).
+    pub threads: usize,
 }
 
 impl Default for CleanParams {
@@ -72,6 +77,7 @@ impl Default for CleanParams {
             scales: vec![0.0, 3.0, 10.0, 30.0],
             scale_bias: 0.6,
             nmoment: 2,
+            threads: 1,
         }
     }
 }

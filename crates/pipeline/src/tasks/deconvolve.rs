@@ -43,7 +43,33 @@ pub fn clean_params(env: &TaskEnv) -> CleanParams {
         scales: d.scales.clone(),
         scale_bias: d.scale_bias,
         nmoment: env.nmoment(),
+        threads: env.threads(),
     }
+}
+
+/// A manifest for one of several reads run together (counters zeroed); [`absorb`] adds
+/// what it counted to the task's.
+pub(crate) fn side(m: &TaskManifest) -> TaskManifest {
+    let mut s = m.clone();
+    (s.read_seconds, s.compute_seconds, s.bytes_in) = (0.0, 0.0, 0);
+    s.result.clear();
+    s
+}
+
+/// Adds the bytes and compute time of reads run together to `m`, and their wall time
+/// `wall` less that compute time as read time (their own read times overlap).
+pub(crate) fn absorb(
+    m: &mut TaskManifest,
+    sides: impl IntoIterator<Item = TaskManifest>,
+    wall: f64,
+) {
+    let mut compute = 0.0;
+    for s in sides {
+        m.bytes_in += s.bytes_in;
+        compute += s.compute_seconds;
+    }
+    m.compute_seconds += compute;
+    m.read_seconds += (wall - compute).max(0.0);
 }
 
 /// Normalised images `prefix0..n` of a partial (divided by its `sumwt`).
@@ -79,13 +105,32 @@ pub async fn run(
 ) -> Result<(), TaskError> {
     let c = st.cycle;
     let nmom = env.nmoment();
-    let (prev, prev_what) = read_root(env, &Plan::cycle_tree(c - 1), m).await?;
-    let cycle0;
-    let (psf_part, psf_what) = if c == 1 {
-        (&prev, &prev_what)
-    } else {
-        cycle0 = read_root(env, &Plan::cycle_tree(0), m).await?;
-        (&cycle0.0, &cycle0.1)
+    // The residual of cycle c − 1, the PSF of cycle 0 and the model of cycle c − 1,
+    // read together.
+    let (mut m1, mut m2, mut m3) = (side(m), side(m), side(m));
+    let t_read = Instant::now();
+    let ((prev, prev_what), cycle0, previous_model) = futures::future::try_join3(
+        read_root(env, &Plan::cycle_tree(c - 1), &mut m1),
+        async {
+            if c == 1 {
+                return Ok(None);
+            }
+            read_root(env, &Plan::cycle_tree(0), &mut m2)
+                .await
+                .map(Some)
+        },
+        async {
+            if c == 1 {
+                return Ok(None);
+            }
+            read_model(env, c - 1, &mut m3).await.map(Some)
+        },
+    )
+    .await?;
+    absorb(m, [m1, m2, m3], t_read.elapsed().as_secs_f64());
+    let (psf_part, psf_what) = match &cycle0 {
+        None => (&prev, &prev_what),
+        Some((p, what)) => (p, what),
     };
     let dnames: Vec<String> = (0..nmom).map(Moments::dirty_name).collect();
     let pnames: Vec<String> = (0..2 * nmom - 1).map(Moments::psf_name).collect();
@@ -102,11 +147,6 @@ pub async fn run(
             .put_json(&key, &StoredGains::from_table(&table))
             .await?;
     }
-    let previous_model = if c > 1 {
-        Some(read_model(env, c - 1, m).await?)
-    } else {
-        None
-    };
     let params = clean_params(env);
     let (model_t, initial, final_peak, iterations, stop) = if params.algorithm == Algorithm::Msmfs {
         let r = deconvolve_mfs_moments(&dirty, &psf, env.plan.image.ref_freq_hz, &params)

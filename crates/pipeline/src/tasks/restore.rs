@@ -11,7 +11,7 @@ use aperture_imaging::restore::{fit_psf_beam, restore};
 use bytes::Bytes;
 
 use super::common::kernel;
-use super::deconvolve::normalised;
+use super::deconvolve::{absorb, normalised, side};
 use super::map::read_model;
 use super::reduce::read_root;
 use super::{Moments, TaskEnv, TaskError, TaskManifest};
@@ -21,9 +21,6 @@ use crate::plan::{Plan, Stage};
 use crate::spec::PipelineKind;
 use tracing::Instrument;
 
-/// A product's name with its encoded FITS and PNG bytes.
-type Encoded = (String, Vec<u8>, Vec<u8>);
-
 /// One product to write: name (without extension), image, BUNIT and restoring beam.
 struct Product {
     name: String,
@@ -32,8 +29,8 @@ struct Product {
     beam: Option<RestoringBeam>,
 }
 
-/// Encodes every product (FITS + PNG) in memory, in parallel, then uploads them
-/// concurrently; returns the FITS URLs by name.
+/// Encodes every product (FITS + PNG) in memory, each file a job for the task's threads
+/// ([`TaskEnv::threads`]), then uploads them concurrently; returns the FITS URLs by name.
 async fn put_products(
     env: &TaskEnv,
     products: Vec<Product>,
@@ -53,34 +50,56 @@ async fn put_products(
         env.plan.job,
         env.plan.spec.pipeline.name()
     );
-    let encoded: Vec<Result<Encoded, TaskError>> = tracing::info_span!("encode").in_scope(|| {
-        products
-            .par_iter()
-            .map(|p| {
-                let opts = FitsWriteOptions {
-                    bunit: p.bunit.into(),
-                    object: Some(env.plan.job.clone()),
-                    telescope: telescope.clone(),
-                    beam: p.beam,
-                    extra: vec![
-                        Card::new("EPSILON", env.plan.spec.image.epsilon, "gridding accuracy"),
-                        Card::history(&history),
-                    ],
-                    ..Default::default()
-                };
-                let fits_key = format!("products/{}.fits", p.name);
-                let png_key = format!("products/{}.png", p.name);
-                let fits = encode_fits_image(&p.image, &opts).map_err(|e| kernel(&fits_key, e))?;
-                let png =
-                    encode_png_quicklook(&p.image, &png_key).map_err(|e| kernel(&png_key, e))?;
-                Ok((p.name.clone(), fits, png))
-            })
-            .collect()
-    });
+    // Job j encodes product j / 2: its FITS file for even j, its PNG for odd j.
+    let encode = |j: usize| -> Result<Vec<u8>, TaskError> {
+        let p = &products[j / 2];
+        if j % 2 == 1 {
+            let png_key = format!("products/{}.png", p.name);
+            return encode_png_quicklook(&p.image, &png_key).map_err(|e| kernel(&png_key, e));
+        }
+        let opts = FitsWriteOptions {
+            bunit: p.bunit.into(),
+            object: Some(env.plan.job.clone()),
+            telescope: telescope.clone(),
+            beam: p.beam,
+            extra: vec![
+                Card::new("EPSILON", env.plan.spec.image.epsilon, "gridding accuracy"),
+                Card::history(&history),
+            ],
+            ..Default::default()
+        };
+        let fits_key = format!("products/{}.fits", p.name);
+        encode_fits_image(&p.image, &opts).map_err(|e| kernel(&fits_key, e))
+    };
+    let jobs = 2 * products.len();
+    let threads = env.threads();
+    let encoded: Vec<Result<Vec<u8>, TaskError>> = tracing::info_span!("encode", threads)
+        .in_scope(|| {
+            if threads <= 1 || jobs <= 1 {
+                return Ok::<_, TaskError>((0..jobs).map(encode).collect());
+            }
+            // This task's threads only (not the process-wide pool), entering the span
+            // on them.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.min(jobs))
+                .build()
+                .map_err(|e| TaskError::Permanent(format!("cannot start encoder threads: {e}")))?;
+            let span = tracing::Span::current();
+            Ok(pool.install(|| {
+                (0..jobs)
+                    .into_par_iter()
+                    .map(|j| span.in_scope(|| encode(j)))
+                    .collect()
+            }))
+        })?;
     let mut puts = Vec::new();
     let mut urls = Vec::new();
-    for e in encoded {
-        let (name, fits, png) = e?;
+    let mut encoded = encoded.into_iter();
+    for p in &products {
+        let (Some(fits), Some(png)) = (encoded.next(), encoded.next()) else {
+            break;
+        };
+        let (name, fits, png) = (p.name.clone(), fits?, png?);
         m.bytes_out += (fits.len() + png.len()) as u64;
         let fits_key = format!("products/{name}.fits");
         urls.push((name.clone(), env.out.key_url(&fits_key)));
@@ -127,7 +146,26 @@ pub async fn run(
     m: &mut TaskManifest,
 ) -> Result<(), TaskError> {
     let nmom = env.nmoment();
-    let (p0, url0) = read_root(env, &Plan::cycle_tree(0), m).await?;
+    // The dirty image and PSF, and (unless this is the invert pipeline) the final model
+    // and residual, read together.
+    let invert = env.plan.spec.pipeline == PipelineKind::Invert;
+    let (mut m1, mut m2, mut m3) = (side(m), side(m), side(m));
+    let t_read = Instant::now();
+    let ((p0, url0), finals) =
+        futures::future::try_join(read_root(env, &Plan::cycle_tree(0), &mut m1), async {
+            if invert {
+                return Ok(None);
+            }
+            let (model_cycle, residual_cycle) = final_cycles(env).await?;
+            let (model, residual) = futures::future::try_join(
+                read_model(env, model_cycle, &mut m2),
+                read_root(env, &Plan::cycle_tree(residual_cycle), &mut m3),
+            )
+            .await?;
+            Ok::<_, TaskError>(Some((model_cycle, residual_cycle, model, residual)))
+        })
+        .await?;
+    absorb(m, [m1, m2, m3], t_read.elapsed().as_secs_f64());
     let dirty = normalised(env, &p0, &url0, &[Moments::dirty_name(0)])?.remove(0);
     let psf = normalised(env, &p0, &url0, &[Moments::psf_name(0)])?.remove(0);
     let mut outputs = serde_json::Map::new();
@@ -142,13 +180,13 @@ pub async fn run(
         product("dirty", dirty, "JY/BEAM", None),
         product("psf", psf.clone(), "JY/BEAM", None),
     ];
-    if env.plan.spec.pipeline == PipelineKind::Invert {
+    let Some((model_cycle, residual_cycle, model, (rp, rwhat))) = finals else {
         for (k, v) in put_products(env, products, m).await? {
             outputs.insert(k, v.into());
         }
         m.set("outputs", outputs);
         return Ok(());
-    }
+    };
     let t = Instant::now();
     let beam =
         fit_psf_beam(&psf).map_err(|e| kernel("restoring beam fit to products/psf.fits", e))?;
@@ -157,9 +195,6 @@ pub async fn run(
         bmin_deg: beam.bmin_rad.to_degrees(),
         bpa_deg: beam.bpa_rad.to_degrees(),
     };
-    let (model_cycle, residual_cycle) = final_cycles(env).await?;
-    let model = read_model(env, model_cycle, m).await?;
-    let (rp, rwhat) = read_root(env, &Plan::cycle_tree(residual_cycle), m).await?;
     let names: Vec<String> = (0..nmom).map(Moments::dirty_name).collect();
     let residual = normalised(env, &rp, &rwhat, &names)?;
     let geom = env.geometry()?;
