@@ -214,22 +214,28 @@ pub fn invert_raw<T: Real>(
     req: &Request,
 ) -> Result<(Array2<f64>, GridReport), ImagingError> {
     let t_start = Instant::now();
-    let vis = vis_rc.as_standard_layout();
-    let wgt = wgt_rc.as_standard_layout();
-    let vis = vis.as_slice().expect("standard layout");
-    let wgt = wgt.as_slice().expect("standard layout");
-    let nchan = freq_c.len();
-    let keep = |r: usize, c: usize| wgt[r * nchan + c] != 0.0;
+    let (vis, wgt) = (vis_rc.as_standard_layout(), wgt_rc.as_standard_layout());
+    let (vis, wgt) = (slice(&vis), slice(&wgt));
+    let keep = nonzero_weight(wgt, freq_c.len());
     let (prep, mut times) = prepare::<T>(uvw_r, freq_c, geom, req, keep)?;
     let mut acc = vec![0.0f64; geom.npix_x * geom.npix_y];
     let nvis = invert_planes(&prep, uvw_r, freq_c, vis, wgt, &mut acc, &mut times);
-    let lay = &prep.layout;
     let t = Instant::now();
-    apply_correction(lay, &mut acc);
+    apply_correction(&prep.layout, &mut acc);
     times.correct = t.elapsed().as_secs_f64();
     times.total = t_start.elapsed().as_secs_f64();
     let img = Array2::from_shape_vec((geom.npix_y, geom.npix_x), acc).expect("image shape");
     Ok((img, prep.report(nvis, times)))
+}
+
+/// The values of a standard-layout array (see `as_standard_layout`).
+fn slice<'a, A>(a: &'a ndarray::CowArray<'_, A, ndarray::Ix2>) -> &'a [A] {
+    a.as_slice().expect("standard layout")
+}
+
+/// An invert's sample filter over `[row, chan]` weights: a non-zero weight.
+fn nonzero_weight(wgt: &[f64], nchan: usize) -> impl Fn(usize, usize) -> bool + Sync + Copy + '_ {
+    move |r, c| wgt[r * nchan + c] != 0.0
 }
 
 /// Adds the uncorrected adjoint of these samples, gridded with `layout`, into `acc_yx`
@@ -247,12 +253,9 @@ pub fn invert_add<T: Real>(
     acc_yx: &mut [f64],
 ) -> Result<GridReport, ImagingError> {
     let t_start = Instant::now();
-    let vis = vis_rc.as_standard_layout();
-    let wgt = wgt_rc.as_standard_layout();
-    let vis = vis.as_slice().expect("standard layout");
-    let wgt = wgt.as_slice().expect("standard layout");
-    let nchan = freq_c.len();
-    let keep = |r: usize, c: usize| wgt[r * nchan + c] != 0.0;
+    let (vis, wgt) = (vis_rc.as_standard_layout(), wgt_rc.as_standard_layout());
+    let (vis, wgt) = (slice(&vis), slice(&wgt));
+    let keep = nonzero_weight(wgt, freq_c.len());
     let (prep, mut times) = prepare_in::<T>(layout.clone(), uvw_r, freq_c, req, keep, t_start)?;
     let nvis = invert_planes(&prep, uvw_r, freq_c, vis, wgt, acc_yx, &mut times);
     times.total = t_start.elapsed().as_secs_f64();

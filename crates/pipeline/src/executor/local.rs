@@ -4,7 +4,7 @@
 //! input), so a dependent task starts without paying a process start. Ctrl-C stops the
 //! workers and returns; re-running resumes from the committed manifests.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Instant;
@@ -264,11 +264,10 @@ pub async fn run_local(
     let mut set: JoinSet<Done> = JoinSet::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<Committed>();
     let mut warm: VecDeque<Warm> = VecDeque::new();
-    // Tasks counted done from their worker's announcement, whose process has not exited:
-    // (stage, index) → the task's own seconds and the announcement's delay.
-    let mut announced: BTreeMap<(String, u32), (f64, f64)> = BTreeMap::new();
+    // Tasks counted done from their worker's announcement, whose process has not exited.
+    let mut announced: BTreeSet<(String, u32)> = BTreeSet::new();
     let mut active = 0usize;
-    let mut skipped = std::collections::BTreeSet::new();
+    let mut skipped = BTreeSet::new();
     let mut task_overheads = Vec::new();
     let parallel = opts.parallel.max(1);
     let per_task = plan.spec.parallelism.threads_per_task;
@@ -385,7 +384,7 @@ pub async fn run_local(
                 let key = Plan::manifest_key(&c.stage, c.index);
                 // Not running: its exit was handled first.
                 if running && let Some(m) = read_manifest(out, &key).await? {
-                    announced.insert((c.stage.clone(), c.index), (m.seconds, c.seconds));
+                    announced.insert((c.stage.clone(), c.index));
                     task_overheads.push((c.seconds - m.seconds).max(0.0));
                     active -= 1;
                     succeed(
@@ -399,7 +398,7 @@ pub async fn run_local(
                 }
             }
             Next::Exited(d) => {
-                if announced.remove(&(d.stage.clone(), d.index)).is_some() {
+                if announced.remove(&(d.stage.clone(), d.index)) {
                     continue;
                 }
                 active -= 1;

@@ -215,58 +215,29 @@ impl Partial {
         key: &str,
         terms: &[(String, f64)],
         piece: usize,
-        mut read: F,
+        read: F,
     ) -> Result<Array2<f64>, TaskError>
     where
         F: FnMut(std::ops::Range<u64>) -> Fut,
         Fut: std::future::Future<Output = Result<bytes::Bytes, TaskError>>,
     {
-        let piece = (piece / 8).max(1) as u64 * 8;
-        let bad = |why: &str| TaskError::corrupt(key, why.to_string());
-        let (header, mut at) = read_header_ranged(len, key, &mut read).await?;
+        let names: Vec<&str> = terms.iter().map(|(t, _)| t.as_str()).collect();
         let mut out: Option<Array2<f64>> = None;
-        let mut found = 0usize;
-        for (name, [ny, nx]) in header.arrays {
-            let n = ny
-                .checked_mul(nx)
-                .and_then(|n| n.checked_mul(8))
-                .ok_or_else(|| bad("array too large"))? as u64;
-            let end = at.checked_add(n).filter(|e| *e <= len);
-            let end = end.ok_or_else(|| bad(&format!("truncated data of image {name}")))?;
-            let Some(scale) = terms.iter().find(|(t, _)| *t == name).map(|(_, s)| *s) else {
-                at = end;
-                continue;
+        let shape = visit_named_ranged(len, key, &names, piece, read, |k, shape, first, values| {
+            let acc = out.get_or_insert_with(|| Array2::zeros(shape));
+            let Some(flat) = acc.as_slice_mut() else {
+                return false;
             };
-            found += 1;
-            let acc = out.get_or_insert_with(|| Array2::zeros((ny, nx)));
-            if acc.dim() != (ny, nx) {
-                return Err(bad(&format!(
-                    "image {name} is {ny}×{nx}, the other terms {:?}",
-                    acc.dim()
-                )));
+            let scale = terms[k].1;
+            for (o, c) in flat[first..].iter_mut().zip(values.chunks_exact(8)) {
+                *o += scale * f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
             }
-            let flat = acc
-                .as_slice_mut()
-                .ok_or_else(|| bad("sum image not contiguous"))?;
-            let mut i = 0usize;
-            while at < end {
-                let to = (at + piece).min(end);
-                let data = read(at..to).await?;
-                if data.len() as u64 != to - at {
-                    return Err(bad(&format!("short read of image {name}")));
-                }
-                for c in data.chunks_exact(8) {
-                    flat[i] += scale * f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-                    i += 1;
-                }
-                at = to;
-            }
-        }
-        if found < terms.len() {
-            let names: Vec<&str> = terms.iter().map(|(t, _)| t.as_str()).collect();
-            return Err(bad(&format!("lacks some of the images {names:?}")));
-        }
-        out.ok_or_else(|| bad("no images to sum"))
+            true
+        })
+        .await?;
+        // Stopped only when the sum image is not contiguous (never, as made here).
+        let shape = shape.ok_or_else(|| TaskError::corrupt(key, "sum image not contiguous"))?;
+        Ok(out.unwrap_or_else(|| Array2::zeros(shape)))
     }
 
     /// The non-zero pixels of the named `names` of the partial of `len` bytes, read
@@ -281,66 +252,36 @@ impl Partial {
         names: &[String],
         piece: usize,
         max_nonzero: usize,
-        mut read: F,
+        read: F,
     ) -> Result<Option<NonZeroTerms>, TaskError>
     where
         F: FnMut(std::ops::Range<u64>) -> Fut,
         Fut: std::future::Future<Output = Result<bytes::Bytes, TaskError>>,
     {
-        let piece = (piece / 8).max(1) as u64 * 8;
-        let bad = |why: &str| TaskError::corrupt(key, why.to_string());
-        let (header, mut at) = read_header_ranged(len, key, &mut read).await?;
-        let mut terms: Vec<Option<(Vec<u32>, Vec<f64>)>> = vec![None; names.len()];
-        let mut shape: Option<(usize, usize)> = None;
+        let named: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut terms: Vec<(Vec<u32>, Vec<f64>)> = vec![Default::default(); names.len()];
         let mut held = 0usize;
-        for (name, [ny, nx]) in header.arrays {
-            let n = ny
-                .checked_mul(nx)
-                .and_then(|n| n.checked_mul(8))
-                .ok_or_else(|| bad("array too large"))? as u64;
-            let end = at.checked_add(n).filter(|e| *e <= len);
-            let end = end.ok_or_else(|| bad(&format!("truncated data of image {name}")))?;
-            let Some(k) = names.iter().position(|t| *t == name) else {
-                at = end;
-                continue;
-            };
-            if *shape.get_or_insert((ny, nx)) != (ny, nx) {
-                return Err(bad(&format!(
-                    "image {name} is {ny}×{nx}, the other terms {:?}",
-                    shape.unwrap_or_default()
-                )));
+        let shape = visit_named_ranged(len, key, &named, piece, read, |k, shape, first, values| {
+            // Flat indices are held as u32.
+            if u32::try_from(shape.0 * shape.1).is_err() {
+                return false;
             }
-            if u32::try_from(ny * nx).is_err() {
-                return Ok(None);
-            }
-            let (mut idx, mut val) = (Vec::new(), Vec::new());
-            let mut i = 0u32;
-            while at < end {
-                let to = (at + piece).min(end);
-                let data = read(at..to).await?;
-                if data.len() as u64 != to - at {
-                    return Err(bad(&format!("short read of image {name}")));
-                }
-                for c in data.chunks_exact(8) {
-                    let v = f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-                    if v != 0.0 {
-                        if held == max_nonzero {
-                            return Ok(None);
-                        }
-                        held += 1;
-                        idx.push(i);
-                        val.push(v);
+            let (idx, val) = &mut terms[k];
+            for (i, c) in (first..).zip(values.chunks_exact(8)) {
+                let v = f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+                if v != 0.0 {
+                    if held == max_nonzero {
+                        return false;
                     }
-                    i += 1;
+                    held += 1;
+                    idx.push(i as u32);
+                    val.push(v);
                 }
-                at = to;
             }
-            terms[k] = Some((idx, val));
-        }
-        let shape = shape.ok_or_else(|| bad("no images to sum"))?;
-        let terms: Option<Vec<_>> = terms.into_iter().collect();
-        let terms = terms.ok_or_else(|| bad(&format!("lacks some of the images {names:?}")))?;
-        Ok(Some(NonZeroTerms { shape, terms }))
+            true
+        })
+        .await?;
+        Ok(shape.map(|shape| NonZeroTerms { shape, terms }))
     }
 
     pub fn array(&self, name: &str, key: &str) -> Result<&Array2<f64>, TaskError> {
@@ -503,6 +444,68 @@ impl Iterator for PartEncoder<'_> {
     }
 }
 
+/// Streams the images of the partial of `len` bytes named in `names` (the others are
+/// skipped unread) in ranges of at most `piece` bytes: `visit(k, shape, first, values)`
+/// gets the image's index in `names`, its `(ny, nx)`, the flat `[y, x]` index of the
+/// piece's first value and the piece's little-endian f64 values, and returns false to
+/// stop (then `Ok(None)`). `Ok(Some(shape))` once every named image was visited. A
+/// truncated object, a named image missing or of another shape than the first is an
+/// error naming `key`.
+async fn visit_named_ranged<F, Fut>(
+    len: u64,
+    key: &str,
+    names: &[&str],
+    piece: usize,
+    mut read: F,
+    mut visit: impl FnMut(usize, (usize, usize), usize, &[u8]) -> bool,
+) -> Result<Option<(usize, usize)>, TaskError>
+where
+    F: FnMut(std::ops::Range<u64>) -> Fut,
+    Fut: std::future::Future<Output = Result<bytes::Bytes, TaskError>>,
+{
+    let piece = (piece / 8).max(1) as u64 * 8;
+    let bad = |why: &str| TaskError::corrupt(key, why.to_string());
+    let (header, mut at) = read_header_ranged(len, key, &mut read).await?;
+    let mut shape: Option<(usize, usize)> = None;
+    let mut found = 0usize;
+    for (name, [ny, nx]) in header.arrays {
+        let n = ny
+            .checked_mul(nx)
+            .and_then(|n| n.checked_mul(8))
+            .ok_or_else(|| bad("array too large"))? as u64;
+        let end = at.checked_add(n).filter(|e| *e <= len);
+        let end = end.ok_or_else(|| bad(&format!("truncated data of image {name}")))?;
+        let Some(k) = names.iter().position(|t| *t == name) else {
+            at = end;
+            continue;
+        };
+        found += 1;
+        if *shape.get_or_insert((ny, nx)) != (ny, nx) {
+            return Err(bad(&format!(
+                "image {name} is {ny}×{nx}, the other terms {:?}",
+                shape.unwrap_or_default()
+            )));
+        }
+        let mut first = 0usize;
+        while at < end {
+            let to = (at + piece).min(end);
+            let data = read(at..to).await?;
+            if data.len() as u64 != to - at {
+                return Err(bad(&format!("short read of image {name}")));
+            }
+            if !visit(k, (ny, nx), first, &data) {
+                return Ok(None);
+            }
+            first += data.len() / 8;
+            at = to;
+        }
+    }
+    if found < names.len() {
+        return Err(bad(&format!("lacks some of the images {names:?}")));
+    }
+    shape.map(Some).ok_or_else(|| bad("no images to sum"))
+}
+
 /// The header of a partial of `len` bytes read in pieces by `read`, and the offset of
 /// its first image.
 async fn read_header_ranged<F, Fut>(
@@ -541,6 +544,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ranged reads of `b` (an object store's `get_range` on an object held in memory).
+    fn read(
+        b: bytes::Bytes,
+    ) -> impl FnMut(std::ops::Range<u64>) -> std::future::Ready<Result<bytes::Bytes, TaskError>>
+    {
+        move |r| std::future::ready(Ok(b.slice(r.start as usize..r.end as usize)))
+    }
 
     #[test]
     fn round_trip_and_sum() {
@@ -618,12 +629,6 @@ mod tests {
             .insert("junk".into(), Array2::from_elem((2, 2), 9.0));
         let bytes = bytes::Bytes::from(a.to_bytes());
         let len = bytes.len() as u64;
-        let read = |b: bytes::Bytes| {
-            move |r: std::ops::Range<u64>| {
-                let b = b.clone();
-                async move { Ok::<_, TaskError>(b.slice(r.start as usize..r.end as usize)) }
-            }
-        };
         let x = -0.137;
         let terms = vec![("m0".to_string(), 1.0), ("m1".to_string(), x)];
         let mut want = m0.clone();
@@ -675,12 +680,6 @@ mod tests {
         let count = nonzero.filter(|v| **v != 0.0).count();
         let bytes = bytes::Bytes::from(a.to_bytes());
         let len = bytes.len() as u64;
-        let read = |b: bytes::Bytes| {
-            move |r: std::ops::Range<u64>| {
-                let b = b.clone();
-                async move { Ok::<_, TaskError>(b.slice(r.start as usize..r.end as usize)) }
-            }
-        };
         let names = vec!["model".to_string(), "model-tt1".to_string()];
         let x = 0.173;
         let terms = vec![(names[0].clone(), 1.0), (names[1].clone(), x)];
@@ -744,12 +743,6 @@ mod tests {
         );
         a.scalars.insert("sumwt".into(), 2.0);
         let bytes = bytes::Bytes::from(a.to_bytes());
-        let read = |b: bytes::Bytes| {
-            move |r: std::ops::Range<u64>| {
-                let b = b.clone();
-                async move { Ok::<_, TaskError>(b.slice(r.start as usize..r.end as usize)) }
-            }
-        };
         let len = bytes.len() as u64;
         let got = futures::executor::block_on(Partial::read_ranged(len, "k", read(bytes.clone())))
             .expect("parses");
