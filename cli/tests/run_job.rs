@@ -320,8 +320,9 @@ fn ctrl_c_stops_the_run_and_a_rerun_finishes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = write_job(dir.path(), "int", &manifest("int", "invert", ""));
     let out = dir.path().join("out");
-    // A worker that says it has started (through a FIFO the test reads, so no timing is
-    // guessed) and then never finishes: Ctrl-C is certain to land mid-task.
+    // A worker that says it has its task (through a FIFO the test reads, so no timing is
+    // guessed) and then never finishes: Ctrl-C is certain to land mid-task. It reads its
+    // assignment first: the workers started ahead and still waiting say nothing.
     let fifo = dir.path().join("started");
     assert!(
         Command::new("mkfifo")
@@ -333,7 +334,7 @@ fn ctrl_c_stops_the_run_and_a_rerun_finishes_it() {
     let worker = dir.path().join("stuck-worker");
     std::fs::write(
         &worker,
-        "#!/bin/sh\necho $$ > \"$STARTED_FIFO\"\nexec tail -f /dev/null\n",
+        "#!/bin/sh\nread -r task\necho $$ > \"$STARTED_FIFO\"\nexec tail -f /dev/null\n",
     )
     .expect("write worker");
     std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).expect("chmod");
